@@ -1,0 +1,13 @@
+#!/usr/bin/env node
+// Runs the CLI: from TypeScript sources in a checkout (through tsx), or from the compiled dist/ when there are
+// no sources (a production install or the Docker image).
+import { existsSync } from "node:fs"
+
+const source = new URL("../src/main.ts", import.meta.url)
+if (existsSync(source)) {
+  const { register } = await import("tsx/esm/api")
+  register()
+  await import(source.href)
+} else {
+  await import(new URL("../dist/src/main.js", import.meta.url).href)
+}

@@ -1,0 +1,80 @@
+/**
+ * The projection (DESIGN §3): tables derived from `sync_log` alone. Ids come from the events (a session's id is
+ * the `seq` of its first `session_upserted`, a message's is `seq * 10000 + index`, a user's is its numeric
+ * external id), so a replay of the ledger reproduces every row exactly.
+ */
+import { SqlClient } from "@effect/sql"
+import { Effect } from "effect"
+
+export default Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  yield* sql`
+    CREATE TABLE users (
+      id bigint PRIMARY KEY,
+      external_id text NOT NULL UNIQUE,
+      display_name text NOT NULL,
+      email text,
+      auto_created boolean NOT NULL DEFAULT true
+    )`
+  yield* sql`
+    CREATE TABLE groups (
+      id bigint PRIMARY KEY,
+      name text NOT NULL,
+      auto_created boolean NOT NULL DEFAULT true
+    )`
+  yield* sql`
+    CREATE TABLE group_participants (
+      group_id bigint NOT NULL REFERENCES groups (id),
+      user_id bigint NOT NULL REFERENCES users (id),
+      PRIMARY KEY (group_id, user_id)
+    )`
+  yield* sql`
+    CREATE TABLE sessions (
+      id bigint PRIMARY KEY,
+      redis_session_id text NOT NULL UNIQUE,
+      topic text,
+      group_id bigint REFERENCES groups (id),
+      created_by_user_id bigint REFERENCES users (id),
+      started_at timestamptz,
+      updated_at timestamptz,
+      message_count integer NOT NULL DEFAULT 0,
+      extra jsonb,
+      meta_hash text NOT NULL,
+      snapshot_hash text,
+      first_seen_at timestamptz NOT NULL,
+      synced_at timestamptz NOT NULL,
+      expired_at timestamptz,
+      deleted_at timestamptz,
+      evicted_at timestamptz,
+      last_seq bigint NOT NULL
+    )`
+  yield* sql`CREATE INDEX sessions_group_idx ON sessions (group_id)`
+  yield* sql`CREATE INDEX sessions_created_by_idx ON sessions (created_by_user_id)`
+  yield* sql`
+    CREATE TABLE messages (
+      id bigint PRIMARY KEY,
+      session_id bigint NOT NULL REFERENCES sessions (id),
+      message_key text NOT NULL UNIQUE,
+      ordinal integer NOT NULL,
+      sender_user_id bigint REFERENCES users (id),
+      content text,
+      sent_at timestamptz,
+      extra jsonb,
+      seq bigint NOT NULL
+    )`
+  yield* sql`CREATE INDEX messages_session_ordinal_idx ON messages (session_id, ordinal)`
+  yield* sql`
+    CREATE TABLE rejections (
+      redis_session_id text PRIMARY KEY,
+      snapshot_hash text,
+      reason text NOT NULL,
+      seq bigint NOT NULL,
+      rejected_at timestamptz NOT NULL
+    )`
+  yield* sql`
+    CREATE TABLE projection_state (
+      id boolean PRIMARY KEY DEFAULT true CHECK (id),
+      last_seq bigint NOT NULL DEFAULT 0
+    )`
+  yield* sql`INSERT INTO projection_state DEFAULT VALUES`
+})

@@ -1,0 +1,174 @@
+/**
+ * The command line (DESIGN §5): `redis-pg-sync <command>`. Each command builds only the layers it needs.
+ */
+import { Args, Command } from "@effect/cli"
+import { SqlClient } from "@effect/sql"
+import { Cause, Console, Effect, Option, Ref } from "effect"
+import { formatConfigError, keyPrefix, redisConfig, syncConfig } from "./Config.js"
+import { DatabaseLive, RedisClientLive, SyncLive } from "./Layers.js"
+import { ensureLocalServices } from "./LocalServices.js"
+import * as Database from "./pg/Database.js"
+import { classify } from "./pg/PgError.js"
+import * as RedisClient from "./redis/RedisClient.js"
+import { describe as describeRedis } from "./redis/RedisConnection.js"
+import { defaultFullSyncOptions, fullSync, type SyncProgress, zeroProgress } from "./sync/FullSync.js"
+import { syncSession } from "./sync/SyncSession.js"
+import { retrySchedule } from "./sync/Writer.js"
+
+const fmt = (n: number) => Math.round(n).toLocaleString("en-US")
+
+/** One line for a person: `12,000 scanned, 11,990 changed, 2 rejected, 239,800 messages (48,000 msg/s)`. */
+export const progressLine = (p: SyncProgress, now: number): string => {
+  const secs = Math.max((now - p.startedAt) / 1000, 0.001)
+  return `${fmt(p.scanned)} scanned, ${fmt(p.changed)} changed, ${fmt(p.unchanged)} unchanged, ` +
+    `${fmt(p.rejected)} rejected, ${fmt(p.messagesInserted)} messages inserted ` +
+    `(${fmt(p.scanned / secs)} sessions/s, ${fmt(p.messagesInserted / secs)} messages/s)`
+}
+
+/** Turns any failure into a message a person can act on, printed on stderr, and a failed exit. */
+const reportFailure = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  effect.pipe(
+    Effect.catchAllCause((cause) => {
+      if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
+      const error = Cause.squash(cause)
+      const text = (() => {
+        if (typeof error === "object" && error !== null && "_tag" in error) {
+          const e = error as { _tag: string; message?: string }
+          if (e._tag === "PgError" || e._tag === "RedisError") return e.message ?? String(error)
+          if (e._tag === "SqlError") return classify(error).message.length > 0 ? (e.message ?? "") : String(error)
+          if (["And", "Or", "MissingData", "InvalidData", "SourceUnavailable", "Unsupported"].includes(e._tag)) {
+            return `configuration:\n  ${formatConfigError(error as never).replaceAll("\n", "\n  ")}`
+          }
+        }
+        return error instanceof Error ? error.message : String(error)
+      })()
+      return Console.error(`redis-pg-sync: ${text}`).pipe(Effect.zipRight(Effect.failCause(Cause.empty as never)))
+    })
+  )
+
+/** Prints progress on a terminal every second while `effect` runs. */
+const withProgress = <A, E, R>(progress: Ref.Ref<SyncProgress>, effect: Effect.Effect<A, E, R>) => {
+  if (!process.stderr.isTTY) return effect
+  const tick = Effect.flatMap(Ref.get(progress), (p) =>
+    Effect.sync(() => process.stderr.write(`\r\x1b[K${progressLine(p, Date.now())}`)))
+  return Effect.zipLeft(
+    effect.pipe(Effect.raceFirst(Effect.forever(Effect.zipRight(Effect.sleep("1 second"), tick)).pipe(Effect.as(undefined as never)))),
+    Effect.sync(() => process.stderr.write("\r\x1b[K"))
+  )
+}
+
+const writeOptions = Effect.map(syncConfig, (c) => ({ ...c, retry: retrySchedule(c.retryMaxDelay, 8) }))
+
+const migrate = Command.make("migrate", {}, () =>
+  Effect.gen(function*() {
+    const applied = yield* Database.migrate
+    yield* Console.log(
+      applied.length === 0
+        ? "migrations: up to date"
+        : applied.map(([id, name]) => `applied migration ${String(id).padStart(4, "0")}_${name}`).join("\n")
+    )
+  }).pipe(Effect.provide(DatabaseLive), reportFailure)).pipe(
+    Command.withDescription("Create or update the ledger and projection tables (every other command does it too)")
+  )
+
+const sync = Command.make("sync", {}, () =>
+  Effect.gen(function*() {
+    const config = yield* writeOptions
+    const progress = yield* Ref.make(zeroProgress(Date.now()))
+    const options = { ...defaultFullSyncOptions(config.retry), ...config }
+    const result = yield* withProgress(progress, fullSync("reconcile", options, progress))
+    const secs = (Date.now() - result.startedAt) / 1000
+    yield* Console.log(`Manual sync completed in ${secs.toFixed(1)} s: ${progressLine(result, Date.now())}` +
+      (result.vanished > 0 ? `; ${fmt(result.vanished)} keys vanished while scanning` : "") +
+      `; ledger at seq ${result.lastSeq || "unchanged"}`)
+  }).pipe(Effect.provide(SyncLive), reportFailure)).pipe(
+    Command.withDescription("Sync every session in Redis into PostgreSQL once, then exit")
+  )
+
+const sessionId = Args.text({ name: "session-id" }).pipe(Args.withDescription("the id after the key prefix"))
+
+const syncOne = Command.make("sync-session", { sessionId }, ({ sessionId }) =>
+  Effect.gen(function*() {
+    const config = yield* writeOptions
+    const prefix = yield* keyPrefix
+    const outcome = yield* syncSession(sessionId, "api", config)
+    switch (outcome._tag) {
+      case "NotFound":
+        return yield* Effect.fail(new Error(`session ${sessionId} not found in Redis (no key ${prefix}${sessionId})`))
+      case "Rejected":
+        return yield* Effect.fail(new Error(`session ${sessionId} rejected: ${outcome.reason}`))
+      case "Synced":
+        yield* Console.log(
+          outcome.result.events === 0
+            ? `Session ${sessionId} already in sync`
+            : `Successfully synced session ${sessionId}: ${outcome.result.events} events, ` +
+              `${outcome.result.messagesInserted} messages inserted (ledger seq ${outcome.result.lastSeq})`
+        )
+    }
+  }).pipe(Effect.provide(SyncLive), reportFailure)).pipe(Command.withDescription("Sync one session now"))
+
+const check = Command.make("check", {}, () =>
+  Effect.gen(function*() {
+    let failures = 0
+    const line = (ok: boolean | "warn", what: string, detail: string) => {
+      if (ok === false) failures++
+      return Console.log(`${ok === true ? "OK  " : ok === "warn" ? "WARN" : "FAIL"} ${what}: ${detail}`)
+    }
+    const redis = yield* Effect.either(redisConfig)
+    if (redis._tag === "Left") {
+      yield* line(false, "configuration", formatConfigError(redis.left).replaceAll("\n", "; "))
+    } else {
+      yield* line(true, "configuration", `Redis ${describeRedis(redis.right)}, key prefix ${yield* keyPrefix}`)
+    }
+    const redisCheck = Effect.gen(function*() {
+      const info = yield* RedisClient.use("INFO", (c) => c.info("server"))
+      const version = /redis_version:(\S+)/.exec(info)?.[1] ?? "?"
+      yield* line(true, "Redis", `reachable, version ${version}`)
+      const flags = yield* RedisClient.use("CONFIG GET", (c) => c.config("GET", "notify-keyspace-events")).pipe(
+        Effect.map((r) => Option.some(String((r as Array<string>)[1] ?? ""))),
+        Effect.catchAll(() => Effect.succeed(Option.none<string>()))
+      )
+      if (Option.isNone(flags)) {
+        yield* line("warn", "keyspace notifications", "CONFIG GET is refused (managed Redis?): the daemon will rely on the session_updated channel and reconcile scans")
+      } else if (RedisClient.coversNotifyFlags(flags.value)) {
+        yield* line(true, "keyspace notifications", `enabled ("${flags.value}")`)
+      } else {
+        yield* line("warn", "keyspace notifications", `"${flags.value}" lacks ${RedisClient.REQUIRED_NOTIFY_FLAGS}; the daemon sets it at start when CONFIG SET is allowed, or run: redis-cli CONFIG SET notify-keyspace-events ${RedisClient.REQUIRED_NOTIFY_FLAGS}`)
+      }
+    }).pipe(
+      Effect.provide(RedisClientLive),
+      Effect.catchAll((e) => line(false, "Redis", `${"message" in e ? e.message : String(e)}`))
+    )
+    yield* redisCheck
+    const pgCheck = Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const [row] = yield* sql<{ v: string }>`SELECT current_setting('server_version') AS v`
+      yield* line(true, "PostgreSQL", `reachable, version ${row?.v ?? "?"}`)
+      const pending = yield* Database.pendingMigrations
+      yield* pending.length === 0
+        ? line(true, "migrations", "all applied")
+        : line(false, "migrations", `${pending.join(", ")} not applied: run redis-pg-sync migrate`)
+    }).pipe(
+      Effect.provide(DatabaseLive),
+      Effect.catchAll((e) => line(false, "PostgreSQL", "message" in e ? e.message : formatConfigError(e as never)))
+    )
+    yield* pgCheck
+    if (failures > 0) return yield* Effect.fail(new Error(`${failures} check(s) failed`))
+  }).pipe(reportFailure)).pipe(
+    Command.withDescription("Check configuration, Redis and PostgreSQL connectivity, keyspace notifications, migrations")
+  )
+
+const root = Command.make("redis-pg-sync", {}).pipe(
+  Command.withDescription("Keeps chat sessions from Redis durably in PostgreSQL through an append-only ledger"),
+  Command.withSubcommands([sync, syncOne, check, migrate])
+)
+
+const run = Command.run(root, { name: "redis-pg-sync", version: "0.1.0" })
+
+/** Runs the CLI on `argv`, starting throwaway local services first when nothing is configured. */
+export const cli = (argv: ReadonlyArray<string>) => {
+  const wantsHelp = argv.slice(2).some((a) => a === "--help" || a === "-h" || a === "--version") || argv.length <= 2
+  return (wantsHelp ? Effect.void : reportFailure(ensureLocalServices)).pipe(
+    Effect.zipRight(run(argv))
+  )
+}

@@ -1,0 +1,102 @@
+/**
+ * Every environment variable the program reads, in one place (DESIGN §5). Values come from the environment and
+ * from a `.env` file in the working directory (the environment wins). A missing or malformed value fails with
+ * a `ConfigError` naming the variable; secrets are `Redacted` and never printed.
+ */
+import { Config, ConfigError, Either, Option, Redacted } from "effect"
+import type { RedisConnectionOptions } from "./redis/RedisConnection.js"
+
+const urlWithScheme = (name: string, schemes: ReadonlyArray<string>) =>
+  Config.redacted(name).pipe(
+    Config.mapOrFail((url) => {
+      const value = Redacted.value(url)
+      let scheme: string
+      try {
+        scheme = new URL(value).protocol
+      } catch {
+        return Either.left(ConfigError.InvalidData([name], `expected a URL like ${schemes[0]}//host:port/..., got something unparseable`))
+      }
+      return schemes.includes(scheme)
+        ? Either.right(url)
+        : Either.left(ConfigError.InvalidData([name], `expected a ${schemes.join(" or ")} URL, got a ${scheme} one`))
+    })
+  )
+
+/** Redis: `REDIS_URL` (`redis://`, `rediss://` for TLS), or the seed's `REDIS_HOST`/`PORT`/`USERNAME`/`PASSWORD`/`DB`. */
+export const redisConfig: Config.Config<RedisConnectionOptions> = Config.all({
+  url: Config.option(urlWithScheme("REDIS_URL", ["redis:", "rediss:"])),
+  host: Config.string("REDIS_HOST").pipe(Config.withDefault("localhost")),
+  port: Config.port("REDIS_PORT").pipe(Config.withDefault(6379)),
+  db: Config.integer("REDIS_DB").pipe(
+    Config.validate({ message: "expected a database number from 0 to 15", validation: (n) => n >= 0 && n <= 15 }),
+    Config.withDefault(0)
+  ),
+  username: Config.option(Config.string("REDIS_USERNAME")),
+  password: Config.option(Config.redacted("REDIS_PASSWORD"))
+}).pipe(Config.map((c) => ({
+  url: Option.getOrUndefined(c.url),
+  host: c.host,
+  port: c.port,
+  db: c.db,
+  username: Option.getOrUndefined(c.username),
+  password: Option.getOrUndefined(c.password)
+})))
+
+export const databaseUrl = urlWithScheme("DATABASE_URL", ["postgres:", "postgresql:"])
+
+/** `PG_SCHEMA`: a plain identifier, so it can be named in SQL without surprises. */
+export const pgSchema = Config.string("PG_SCHEMA").pipe(
+  Config.validate({
+    message: "expected a schema name of letters, digits and _ (not starting with a digit, at most 63)",
+    validation: (s) => /^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(s)
+  }),
+  Config.withDefault("public")
+)
+
+export const keyPrefix = Config.string("SYNC_KEY_PREFIX").pipe(
+  Config.validate({ message: "expected a non-empty key prefix", validation: (s) => s.length > 0 }),
+  Config.withDefault("chat:session:")
+)
+
+const positive = (name: string, fallback: number, max = 1_000_000) =>
+  Config.integer(name).pipe(
+    Config.validate({ message: `expected a whole number from 1 to ${max}`, validation: (n) => n >= 1 && n <= max }),
+    Config.withDefault(fallback)
+  )
+
+/** Tuning of full syncs and the writer. */
+export const syncConfig = Config.all({
+  scanCount: positive("SYNC_SCAN_COUNT", 1000, 100_000),
+  batchSessions: positive("SYNC_BATCH_SIZE", 500, 10_000),
+  batchMessages: positive("SYNC_BATCH_MESSAGES", 5000, 1_000_000),
+  writeConcurrency: positive("SYNC_WRITE_CONCURRENCY", 2, 32),
+  retryMaxDelay: Config.duration("SYNC_RETRY_MAX_DELAY").pipe(Config.withDefault("10 seconds")),
+  pgMaxConnections: positive("PG_POOL_MAX", 10, 1000)
+})
+
+/** Variables whose absence, all together, means "no configuration": start throwaway local services. */
+export const CONNECTION_VARIABLES = ["REDIS_URL", "REDIS_HOST", "DATABASE_URL"] as const
+
+/** A `ConfigError` as one line per problem: `DATABASE_URL: expected a postgres: URL, got a http: one`. */
+export const formatConfigError = (error: ConfigError.ConfigError): string => {
+  const lines: Array<string> = []
+  const walk = (e: ConfigError.ConfigError): void => {
+    switch (e._op) {
+      case "And":
+      case "Or":
+        walk(e.left)
+        walk(e.right)
+        return
+      case "MissingData":
+        lines.push(`${e.path.join("_")} is not set`)
+        return
+      case "InvalidData":
+      case "SourceUnavailable":
+      case "Unsupported":
+        lines.push(`${e.path.join("_")}: ${e.message}`)
+        return
+    }
+  }
+  walk(error)
+  return Array.from(new Set(lines)).join("\n")
+}

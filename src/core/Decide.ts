@@ -1,0 +1,132 @@
+/**
+ * decide: what a new observation of a session means for the ledger, given what the projection holds.
+ * Pure and total; the caller loads the state under the session's lock and appends the events it returns.
+ */
+import { Either } from "effect"
+import { createHash } from "node:crypto"
+import {
+  type AppendedMessage,
+  goneEventType,
+  type GoneKind,
+  MESSAGES_PER_EVENT,
+  type SessionUpsertedPayload,
+  type SyncEvent
+} from "./Events.js"
+import type { Rejection, Snapshot } from "./Snapshot.js"
+
+/** What the projection holds of one session, as far as deciding needs it. */
+export interface ProjectedSession {
+  readonly snapshotHash: string | null
+  readonly metaHash: string | null
+  /** `updated_at` in microseconds since the epoch, or null. */
+  readonly updatedAtMicros: number | null
+  readonly messageCount: number
+  readonly gone: GoneKind | null
+  readonly messageKeys: ReadonlySet<string>
+}
+
+export interface SessionState {
+  /** The session as projected, or null when it was never synced. */
+  readonly session: ProjectedSession | null
+  /** Hash of the last rejected value, while the session stands rejected. */
+  readonly rejectedHash: string | null
+}
+
+export const initialState: SessionState = { session: null, rejectedHash: null }
+
+export type Observation =
+  | {
+    readonly _tag: "Snapshot"
+    readonly sessionId: string
+    readonly hash: string
+    readonly decoded: Either.Either<Snapshot, Rejection>
+    /** Bounded excerpt and full length of the raw value, for a rejection. */
+    readonly excerpt: string
+    readonly length: number
+  }
+  | { readonly _tag: "Gone"; readonly sessionId: string; readonly kind: GoneKind }
+
+const metaPayload = (snapshot: Snapshot): SessionUpsertedPayload => {
+  const { meta } = snapshot
+  const fields = {
+    topic: meta.topic,
+    group_id: meta.groupId,
+    created_by: meta.createdBy,
+    created_at: meta.createdAt?.iso ?? null,
+    updated_at: meta.updatedAt?.iso ?? null,
+    extra: meta.extra
+  }
+  const meta_hash = createHash("sha256").update(JSON.stringify(fields)).digest("hex").slice(0, 32)
+  return snapshot.warnings.length > 0
+    ? { v: 1, ...fields, meta_hash, warnings: snapshot.warnings }
+    : { v: 1, ...fields, meta_hash }
+}
+
+/**
+ * No regression (DESIGN §4): a snapshot is older than the projection when its `updated_at` is earlier, or, with
+ * equal or missing `updated_at`, when it has fewer messages than the projection holds.
+ */
+const isOlder = (snapshot: Snapshot, projected: ProjectedSession): boolean => {
+  const at = snapshot.meta.updatedAt
+  if (at !== null && projected.updatedAtMicros !== null && at.micros !== projected.updatedAtMicros) {
+    return at.micros < projected.updatedAtMicros
+  }
+  return snapshot.messages.length < projected.messageCount
+}
+
+/**
+ * The events an observation adds to the ledger:
+ * - a value whose hash equals the last synced or last rejected one: nothing;
+ * - a value that cannot be a session: `snapshot_rejected`;
+ * - a session: `session_upserted` when first seen, back after leaving Redis, or changed and not older than the
+ *   projection; then `messages_appended` with every message whose key the projection does not hold yet, in
+ *   snapshot order, numbered on from the projection's count;
+ * - a key that left Redis: `session_<kind>`, once, for a session the projection knows.
+ */
+export const decide = (observation: Observation, state: SessionState): ReadonlyArray<SyncEvent> => {
+  const { sessionId } = observation
+  const projected = state.session
+  if (observation._tag === "Gone") {
+    if (projected === null || projected.gone === observation.kind) return []
+    return [{ type: goneEventType(observation.kind), sessionId, snapshotHash: null, payload: { v: 1 } }]
+  }
+  const { hash, decoded } = observation
+  if (hash === projected?.snapshotHash || hash === state.rejectedHash) return []
+  if (Either.isLeft(decoded)) {
+    return [{
+      type: "snapshot_rejected",
+      sessionId,
+      snapshotHash: hash,
+      payload: { v: 1, reason: decoded.left.reason, excerpt: observation.excerpt, length: observation.length }
+    }]
+  }
+  const snapshot = decoded.right
+  const events: Array<SyncEvent> = []
+  const upsert = metaPayload(snapshot)
+  const fresh = snapshot.messages.filter((m) => projected === null || !projected.messageKeys.has(m.key))
+  const older = projected !== null && isOlder(snapshot, projected)
+  if (
+    projected === null || projected.gone !== null ||
+    (!older && (upsert.meta_hash !== projected.metaHash || fresh.length === 0))
+  ) {
+    events.push({ type: "session_upserted", sessionId, snapshotHash: hash, payload: upsert })
+  }
+  const base = projected?.messageCount ?? 0
+  const appended: Array<AppendedMessage> = fresh.map((m, i) => ({
+    key: m.key,
+    ordinal: base + i,
+    sender: m.sender,
+    content: m.content,
+    sent_at: m.sentAt?.iso ?? null,
+    extra: m.extra
+  }))
+  for (let i = 0; i < appended.length; i += MESSAGES_PER_EVENT) {
+    events.push({
+      type: "messages_appended",
+      sessionId,
+      snapshotHash: hash,
+      payload: { v: 1, group_id: snapshot.meta.groupId, messages: appended.slice(i, i + MESSAGES_PER_EVENT) }
+    })
+  }
+  return events
+}

@@ -1,0 +1,33 @@
+/**
+ * Message identity (DESIGN §3). A message is the same message across snapshots of its session when it has the
+ * same explicit `id`/`message_id`, or else the same (sender, raw timestamp, raw content) — and, to tell apart
+ * the same words said twice, the same occurrence number of that tuple within the session.
+ *
+ * Keys hash raw values, not normalised ones, so a change in how we normalise can never change an identity.
+ * Known limit: if a snapshot both trims away an earlier occurrence of an identical tuple and adds a new one,
+ * the new one takes the old one's occurrence number and is taken as already known.
+ */
+import { createHash } from "node:crypto"
+
+/** 128 bits of SHA-256, hex: wide enough that a collision across every message ever synced is not a concern. */
+const digest = (s: string): string => createHash("sha256").update(s).digest("hex").slice(0, 32)
+
+/**
+ * Keys for the messages of one snapshot, in order. `identities[i]` is the tuple that identifies message `i`
+ * (from `Snapshot.ts`); equal tuples get successive occurrence numbers.
+ */
+export const messageKeys = (
+  sessionId: string,
+  identities: ReadonlyArray<ReadonlyArray<unknown>>
+): ReadonlyArray<string> => {
+  const seen = new Map<string, number>()
+  return identities.map((identity) => {
+    const tuple = JSON.stringify(identity)
+    const occurrence = seen.get(tuple) ?? 0
+    seen.set(tuple, occurrence + 1)
+    return digest(`${JSON.stringify(sessionId)}|${tuple}|${occurrence}`)
+  })
+}
+
+/** Hash of a raw Redis value (`snapshot_hash`): SHA-256, hex. */
+export const snapshotHash = (raw: string | Uint8Array): string => createHash("sha256").update(raw).digest("hex")

@@ -1,0 +1,214 @@
+/**
+ * Lenient decoding of a Redis value into a session snapshot (DESIGN §1).
+ *
+ * Whatever can be kept is kept: ids may be numbers or numeric strings, timestamps come in several shapes (see
+ * `Timestamp.ts`), unknown fields land in `extra`, a value that cannot be read (a garbage timestamp, a sender
+ * that is an object) is kept raw in `extra` with a warning. Only a value that cannot be a session at all is a
+ * `Rejection`.
+ */
+import { Either } from "effect"
+import { messageKeys } from "./MessageKey.js"
+import { type Instant, normalizeTimestamp } from "./Timestamp.js"
+
+/** JSON object with unknown members, as kept in `extra` columns. */
+export type Extra = Readonly<Record<string, unknown>>
+
+/** Session metadata: the part of a snapshot that `session_upserted` records. */
+export interface SessionMeta {
+  readonly topic: string | null
+  /** Canonical decimal group id (fits a bigint), or null. */
+  readonly groupId: string | null
+  /** External id of the creator (`users.external_id`), or null. */
+  readonly createdBy: string | null
+  readonly createdAt: Instant | null
+  readonly updatedAt: Instant | null
+  readonly extra: Extra | null
+}
+
+export interface SnapshotMessage {
+  /** Stable identity, see `MessageKey.ts`. */
+  readonly key: string
+  /** External id of the sender, or null. */
+  readonly sender: string | null
+  readonly content: string | null
+  readonly sentAt: Instant | null
+  readonly extra: Extra | null
+}
+
+export interface Snapshot {
+  readonly sessionId: string
+  readonly meta: SessionMeta
+  readonly messages: ReadonlyArray<SnapshotMessage>
+  /** What was kept only in raw form, e.g. `messages[3].timestamp: "yesterday-ish" is not a time`. */
+  readonly warnings: ReadonlyArray<string>
+}
+
+/** Why a value cannot be a session. `reason` is written for a person. */
+export interface Rejection {
+  readonly reason: string
+}
+
+const INT64_MAX = 9223372036854775807n
+const INT64_MIN = -9223372036854775808n
+
+/** Canonical decimal form of an integer id given as a number or numeric string, if it fits a bigint. */
+export const canonicalInteger = (value: unknown): string | undefined => {
+  if (typeof value === "number") return Number.isSafeInteger(value) ? String(value) : undefined
+  if (typeof value !== "string" || !/^\s*[+-]?\d{1,19}\s*$/.test(value)) return undefined
+  const n = BigInt(value.trim())
+  return n > INT64_MAX || n < INT64_MIN ? undefined : n.toString()
+}
+
+/** External user id: integers in canonical form, other non-empty strings as they are. */
+const externalId = (value: unknown): string | undefined => {
+  const int = canonicalInteger(value)
+  if (int !== undefined) return int
+  return typeof value === "string" && value.trim() !== "" ? value : undefined
+}
+
+const describe = (value: unknown): string => {
+  if (value === null) return "null"
+  if (Array.isArray(value)) return "an array"
+  return typeof value === "object" ? "an object" : `a ${typeof value}`
+}
+
+const preview = (value: unknown): string => {
+  const s = JSON.stringify(value) ?? String(value)
+  return s.length > 60 ? s.slice(0, 57) + "..." : s
+}
+
+/** PostgreSQL text cannot hold U+0000; it is the one character we replace (with U+FFFD), and we say so. */
+const NUL = /\u0000/g
+const clean = (s: string, where: string, warnings: Array<string>): string => {
+  if (!s.includes("\u0000")) return s
+  warnings.push(`${where}: NUL characters replaced with U+FFFD`)
+  return s.replace(NUL, "\uFFFD")
+}
+
+const text = (value: unknown, where: string, warnings: Array<string>): string | null => {
+  if (value === undefined || value === null) return null
+  if (typeof value === "string") return clean(value, where, warnings)
+  return clean(JSON.stringify(value), where, warnings)
+}
+
+const SESSION_FIELDS = new Set(["session_id", "topic", "group_id", "created_by", "created_at", "updated_at", "messages"])
+const MESSAGE_FIELDS = new Set(["content", "sender_id", "timestamp"])
+
+interface Collected {
+  extra: Record<string, unknown> | null
+}
+const keep = (c: Collected, field: string, value: unknown) => {
+  c.extra ??= {}
+  c.extra[field] = value
+}
+
+const instant = (
+  value: unknown,
+  field: string,
+  where: string,
+  c: Collected,
+  warnings: Array<string>
+): Instant | null => {
+  if (value === undefined || value === null) return null
+  const t = normalizeTimestamp(value)
+  if (t !== undefined) return t
+  warnings.push(`${where}: ${preview(value)} is not a time; kept in extra`)
+  keep(c, field, value)
+  return null
+}
+
+const decodeMessage = (
+  raw: unknown,
+  index: number,
+  warnings: Array<string>
+): Omit<SnapshotMessage, "key"> & { readonly identity: ReadonlyArray<unknown> } => {
+  const where = `messages[${index}]`
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    warnings.push(`${where}: ${describe(raw)} instead of an object; kept as its content`)
+    const content = text(raw, `${where}.content`, warnings)
+    return { sender: null, content, sentAt: null, extra: null, identity: [null, null, content] }
+  }
+  const m = raw as Record<string, unknown>
+  const c: Collected = { extra: null }
+  for (const field in m) {
+    if (!MESSAGE_FIELDS.has(field)) keep(c, field, m[field])
+  }
+  let sender: string | null = null
+  if (m.sender_id !== undefined && m.sender_id !== null) {
+    const id = externalId(m.sender_id)
+    if (id === undefined) {
+      warnings.push(`${where}.sender_id: ${preview(m.sender_id)} is not an id; kept in extra`)
+      keep(c, "sender_id", m.sender_id)
+    } else {
+      sender = id
+    }
+  }
+  const content = text(m.content, `${where}.content`, warnings)
+  const sentAt = instant(m.timestamp, "timestamp", `${where}.timestamp`, c, warnings)
+  const explicit = m.id ?? m.message_id
+  const identity = explicit !== undefined && explicit !== null && typeof explicit !== "object"
+    ? ["id", String(explicit)]
+    : [sender, m.timestamp ?? null, m.content ?? null]
+  return { sender, content, sentAt, extra: c.extra, identity }
+}
+
+/**
+ * Decodes the raw Redis string of session `sessionId`. Total: never throws.
+ *
+ * Rejected: not JSON, a root that is not an object, `messages` present but not an array.
+ */
+export const decodeSnapshot = (sessionId: string, raw: string): Either.Either<Snapshot, Rejection> => {
+  let doc: unknown
+  try {
+    doc = JSON.parse(raw)
+  } catch (e) {
+    return Either.left({ reason: `not JSON: ${(e as Error).message}` })
+  }
+  if (typeof doc !== "object" || doc === null || Array.isArray(doc)) {
+    return Either.left({ reason: `the value is ${describe(doc)}, not a JSON object` })
+  }
+  const d = doc as Record<string, unknown>
+  if (d.messages !== undefined && d.messages !== null && !Array.isArray(d.messages)) {
+    return Either.left({ reason: `"messages" is ${describe(d.messages)}, not an array` })
+  }
+  const warnings: Array<string> = []
+  const c: Collected = { extra: null }
+  for (const field in d) {
+    if (!SESSION_FIELDS.has(field)) keep(c, field, d[field])
+  }
+  if (d.session_id !== undefined && String(d.session_id) !== sessionId) keep(c, "session_id", d.session_id)
+
+  let groupId: string | null = null
+  if (d.group_id !== undefined && d.group_id !== null) {
+    const g = canonicalInteger(d.group_id)
+    if (g === undefined) {
+      warnings.push(`group_id: ${preview(d.group_id)} is not an integer id; kept in extra`)
+      keep(c, "group_id", d.group_id)
+    } else {
+      groupId = g
+    }
+  }
+  let createdBy: string | null = null
+  if (d.created_by !== undefined && d.created_by !== null) {
+    const u = externalId(d.created_by)
+    if (u === undefined) {
+      warnings.push(`created_by: ${preview(d.created_by)} is not an id; kept in extra`)
+      keep(c, "created_by", d.created_by)
+    } else {
+      createdBy = u
+    }
+  }
+  const meta: SessionMeta = {
+    topic: text(d.topic, "topic", warnings),
+    groupId,
+    createdBy,
+    createdAt: instant(d.created_at, "created_at", "created_at", c, warnings),
+    updatedAt: instant(d.updated_at, "updated_at", "updated_at", c, warnings),
+    extra: c.extra
+  }
+  const rawMessages = (d.messages ?? []) as ReadonlyArray<unknown>
+  const decoded = rawMessages.map((m, i) => decodeMessage(m, i, warnings))
+  const keys = messageKeys(sessionId, decoded.map((m) => m.identity))
+  const messages = decoded.map(({ identity: _, ...m }, i): SnapshotMessage => ({ key: keys[i]!, ...m }))
+  return Either.right({ sessionId, meta, messages, warnings })
+}

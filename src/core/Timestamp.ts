@@ -1,0 +1,77 @@
+/**
+ * Lenient timestamps: what the application writes is ISO-8601 with or without a zone, epoch seconds or epoch
+ * milliseconds, and sometimes garbage. Every accepted shape is normalised to one UTC form with microseconds,
+ * `YYYY-MM-DDTHH:MM:SS.ffffffZ`, which PostgreSQL casts to `timestamptz` without loss.
+ */
+
+/** A normalised UTC instant: `iso` is what goes into events and PostgreSQL, `micros` orders instants. */
+export interface Instant {
+  readonly iso: string
+  readonly micros: number
+}
+
+const ISO =
+  /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?)?\s*(Z|z|UTC|[+-]\d{2}(?::?\d{2})?)?$/
+
+/** Epoch values at or above this are taken as milliseconds (1e11 s is the year 5138; 1e11 ms is 1973). */
+const MILLIS_THRESHOLD = 1e11
+
+const fromEpochMicros = (micros: number): Instant | undefined => {
+  const ms = Math.floor(micros / 1000)
+  const date = new Date(ms)
+  const year = date.getUTCFullYear()
+  if (!Number.isFinite(ms) || year < 1 || year > 9999) return undefined
+  const microsInSecond = (((ms % 1000) + 1000) % 1000) * 1000 + (micros - ms * 1000)
+  const iso = date.toISOString()
+  return { iso: `${iso.slice(0, 19)}.${String(microsInSecond).padStart(6, "0")}Z`, micros }
+}
+
+const fromEpochNumber = (n: number): Instant | undefined => {
+  if (!Number.isFinite(n)) return undefined
+  const micros = Math.abs(n) >= MILLIS_THRESHOLD ? Math.round(n * 1000) : Math.round(n * 1_000_000)
+  return fromEpochMicros(micros)
+}
+
+const fromIsoString = (s: string): Instant | undefined => {
+  const m = ISO.exec(s)
+  if (m === null) return undefined
+  const [, y, mo, d, h = "00", mi = "00", sec = "00", frac = "", zone] = m
+  const year = Number(y), month = Number(mo), day = Number(d), hour = Number(h), minute = Number(mi)
+  const second = Number(sec)
+  if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 59 || year < 1) {
+    return undefined
+  }
+  const date = new Date(0)
+  date.setUTCFullYear(year, month - 1, day)
+  date.setUTCHours(hour, minute, second, 0)
+  if (date.getUTCDate() !== day) return undefined
+  let offsetMinutes = 0
+  if (zone !== undefined && zone !== "Z" && zone !== "z" && zone !== "UTC") {
+    const sign = zone[0] === "-" ? -1 : 1
+    const digits = zone.slice(1).replace(":", "")
+    const oh = Number(digits.slice(0, 2)), om = Number(digits.slice(2) || "0")
+    if (oh > 23 || om > 59) return undefined
+    offsetMinutes = sign * (oh * 60 + om)
+  }
+  const micros = (date.getTime() - offsetMinutes * 60_000) * 1000 + Number(frac.slice(0, 6).padEnd(6, "0"))
+  return fromEpochMicros(micros)
+}
+
+/**
+ * Normalises a timestamp value from a session document. Strings without a zone are taken as UTC; numbers (and
+ * all-digit strings) are epoch seconds, or milliseconds when at least 1e11. Returns `undefined` for anything
+ * that is not a plausible instant in the years 1–9999; the caller keeps the raw value and counts a warning.
+ */
+export const normalizeTimestamp = (value: unknown): Instant | undefined => {
+  if (typeof value === "number") return fromEpochNumber(value)
+  if (typeof value !== "string") return undefined
+  const s = value.trim()
+  if (/^-?\d+(\.\d+)?$/.test(s)) return fromEpochNumber(Number(s))
+  return fromIsoString(s)
+}
+
+/** The micros of an `Instant.iso` string produced by {@link normalizeTimestamp}. */
+export const isoToMicros = (iso: string): number => {
+  const ms = Date.parse(iso.slice(0, 19) + "Z")
+  return ms * 1000 + Number(iso.slice(20, 26))
+}

@@ -1,0 +1,102 @@
+/**
+ * The PostgreSQL connection: one `pg` pool whose connections use `PG_SCHEMA` as their search path, exposed as
+ * `@effect/sql`'s `SqlClient`, and the migrations that create the ledger and the projection in that schema.
+ */
+import { SqlClient } from "@effect/sql"
+import * as Migrator from "@effect/sql/Migrator"
+import { PgClient } from "@effect/sql-pg"
+import { Duration, Effect, Redacted } from "effect"
+import Pg from "pg"
+import m0001 from "../../migrations/0001_sync_log.js"
+import m0002 from "../../migrations/0002_projection.js"
+import { classify, PgError } from "./PgError.js"
+import { SqlError } from "@effect/sql/SqlError"
+
+export interface DatabaseOptions {
+  readonly url: Redacted.Redacted<string>
+  /** Schema of every table (`PG_SCHEMA`); created when missing. */
+  readonly schema: string
+  readonly maxConnections: number
+  readonly connectTimeout?: Duration.DurationInput
+}
+
+/** The migrations, by id. A new migration is a new file in `migrations/` and a new line here. */
+export const migrations = {
+  "0001_sync_log": m0001,
+  "0002_projection": m0002
+} as const
+
+export const MIGRATIONS_TABLE = "sync_migrations"
+
+const quoteIdent = (name: string) => `"${name.replace(/"/g, "\"\"")}"`
+
+/** `postgres://user:***@host:port/db`: a URL that can be logged. */
+export const describeUrl = (url: Redacted.Redacted<string>): string => {
+  try {
+    const u = new URL(Redacted.value(url))
+    if (u.password !== "") u.password = "***"
+    return u.toString()
+  } catch {
+    return "(unparseable DATABASE_URL)"
+  }
+}
+
+/**
+ * `SqlClient` (and `PgClient`) over a pool bound to `options.schema`. Fails with a `connection` `PgError` that
+ * names the server when PostgreSQL cannot be reached within the connect timeout.
+ */
+export const layer = (options: DatabaseOptions) =>
+  PgClient.layerFromPool({
+    applicationName: "redis-pg-sync",
+    acquire: Effect.acquireRelease(
+      Effect.gen(function*() {
+        const timeout = Duration.toMillis(options.connectTimeout ?? "5 seconds")
+        const pool = new Pg.Pool({
+          connectionString: Redacted.value(options.url),
+          max: options.maxConnections,
+          connectionTimeoutMillis: timeout,
+          application_name: "redis-pg-sync",
+          options: `-c search_path=${quoteIdent(options.schema)},public`
+        })
+        pool.on("error", () => {})
+        yield* Effect.tryPromise({
+          try: async () => {
+            const client = await pool.connect()
+            try {
+              await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(options.schema)}`)
+            } finally {
+              client.release()
+            }
+          },
+          catch: (cause) =>
+            new SqlError({ message: `PostgreSQL at ${describeUrl(options.url)}: ${classify(cause).message}`, cause })
+        }).pipe(Effect.onError(() => Effect.promise(() => pool.end())))
+        return pool
+      }),
+      (pool) => Effect.promise(() => pool.end()).pipe(Effect.timeoutOption("2 seconds"))
+    )
+  })
+
+/** Applies every migration not applied yet; returns what it applied. Safe to run from several processes. */
+export const migrate = Effect.gen(function*() {
+  const run = Migrator.make({})
+  return yield* run({ loader: Migrator.fromRecord(migrations), table: MIGRATIONS_TABLE })
+}).pipe(
+  Effect.mapError((e) =>
+    e._tag === "MigrationError"
+      ? new PgError({ reason: "other", message: `migration failed: ${e.message}`, cause: e })
+      : classify(e)
+  ),
+  Effect.withSpan("Database.migrate")
+)
+
+/** Ids of the migrations not applied yet (for `check`). */
+export const pendingMigrations = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const exists = yield* sql<{ t: string | null }>`SELECT to_regclass(${MIGRATIONS_TABLE}) AS t`
+  const applied = exists[0]?.t
+    ? yield* sql<{ migration_id: number }>`SELECT migration_id FROM ${sql(MIGRATIONS_TABLE)}`
+    : []
+  const done = new Set(applied.map((r) => Number(r.migration_id)))
+  return Object.keys(migrations).filter((name) => !done.has(Number(name.slice(0, 4))))
+}).pipe(Effect.mapError(classify))

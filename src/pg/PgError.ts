@@ -1,0 +1,48 @@
+/**
+ * The one error of the PostgreSQL shell. `reason` decides what the pipeline does with it (DESIGN §4):
+ * `connection` is retried with backoff, `data` rejects the session that caused it, `other` is a bug or a
+ * misconfiguration and stops the operation with its message.
+ */
+import type { SqlError } from "@effect/sql/SqlError"
+import { Data } from "effect"
+
+export type PgErrorReason = "connection" | "data" | "other"
+
+export class PgError extends Data.TaggedError("PgError")<{
+  readonly reason: PgErrorReason
+  readonly message: string
+  readonly cause?: unknown
+}> {}
+
+const CONNECTION_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "ENOTFOUND", "EHOSTUNREACH"])
+
+/** SQLSTATE of a node-postgres error, if any. */
+const sqlState = (cause: unknown): string | undefined => {
+  const code = (cause as { code?: unknown } | null)?.code
+  return typeof code === "string" ? code : undefined
+}
+
+const innermost = (e: SqlError | unknown): unknown => {
+  let cause: unknown = e
+  while (typeof cause === "object" && cause !== null && "cause" in cause && (cause as { cause: unknown }).cause) {
+    cause = (cause as { cause: unknown }).cause
+  }
+  return cause
+}
+
+/** Classifies any error raised by `@effect/sql` or `pg`. */
+export const classify = (error: unknown): PgError => {
+  const cause = innermost(error)
+  const code = sqlState(cause)
+  const detail = cause instanceof Error ? cause.message : String(cause)
+  const message = code !== undefined && /^[0-9A-Z]{5}$/.test(code) ? `${detail} (SQLSTATE ${code})` : detail
+  if (
+    (code !== undefined && (CONNECTION_CODES.has(code) || /^(08|53|57P|40001|40P01)/.test(code))) ||
+    /Connection terminated|connection timeout|Connection timed out|Client has encountered a connection error|not queryable|timeout exceeded when trying to connect/i
+      .test(detail)
+  ) {
+    return new PgError({ reason: "connection", message, cause })
+  }
+  if (code !== undefined && /^(22|23|54)/.test(code)) return new PgError({ reason: "data", message, cause })
+  return new PgError({ reason: "other", message, cause })
+}

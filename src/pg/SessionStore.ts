@@ -1,0 +1,176 @@
+/**
+ * The writer (DESIGN §2–§4): a batch of observations becomes ledger rows and their projection in ONE
+ * transaction. Under a transaction-level advisory lock per session it loads what the projection holds, lets
+ * `decide` choose the events, appends them to `sync_log` and applies `project` of exactly those events.
+ */
+import { SqlClient } from "@effect/sql"
+import { Context, Effect, Layer } from "effect"
+import { decide, type Observation, type ProjectedSession, type SessionState } from "../core/Decide.js"
+import type { CommittedEvent, GoneKind, Source, SyncEvent } from "../core/Events.js"
+import { project } from "../core/Project.js"
+import { applyChanges } from "./Projection.js"
+import { classify, type PgError } from "./PgError.js"
+
+/** What the projection holds of a session's last snapshot: enough to skip an unchanged value unlocked. */
+export interface KnownHashes {
+  readonly synced: string | null
+  readonly rejected: string | null
+}
+
+/** What one batch did. `changed` counts sessions that appended at least one event. */
+export interface BatchResult {
+  readonly sessions: number
+  readonly changed: number
+  readonly rejected: number
+  readonly gone: number
+  readonly events: number
+  readonly messagesInserted: number
+  readonly lastSeq: number
+  /** The events appended, in `seq` order (for the caller's logs and metrics). */
+  readonly committed: ReadonlyArray<CommittedEvent>
+}
+
+export const emptyBatch: BatchResult = {
+  sessions: 0,
+  changed: 0,
+  rejected: 0,
+  gone: 0,
+  events: 0,
+  messagesInserted: 0,
+  lastSeq: 0,
+  committed: []
+}
+
+export class SessionStore extends Context.Tag("redis-pg-sync/pg/SessionStore")<SessionStore, {
+  /** Hashes of the last synced and last rejected value of each given session that has one. */
+  readonly knownHashes: (ids: ReadonlyArray<string>) => Effect.Effect<ReadonlyMap<string, KnownHashes>, PgError>
+  /**
+   * Decides, appends and projects one batch in one transaction. When several observations name one session,
+   * the last wins. Fails with a `PgError`; the transaction is then rolled back whole.
+   */
+  readonly apply: (observations: ReadonlyArray<Observation>, source: Source) => Effect.Effect<BatchResult, PgError>
+}>() {}
+
+interface StateRow {
+  readonly id: string
+  readonly snapshot_hash: string | null
+  readonly meta_hash: string | null
+  readonly updated_at_micros: string | null
+  readonly message_count: number | null
+  readonly gone: GoneKind | null
+  readonly rejected_hash: string | null
+  readonly exists: boolean
+}
+
+export const make = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+
+  const knownHashes = (ids: ReadonlyArray<string>) =>
+    sql<{ id: string; synced: string | null; rejected: string | null }>`
+      SELECT x.id, s.snapshot_hash AS synced, r.snapshot_hash AS rejected
+      FROM unnest(${ids}::text[]) AS x(id)
+      LEFT JOIN sessions s ON s.redis_session_id = x.id
+      LEFT JOIN rejections r ON r.redis_session_id = x.id
+      WHERE s.id IS NOT NULL OR r.redis_session_id IS NOT NULL`.pipe(
+      Effect.map((rows) => new Map(rows.map((r) => [r.id, { synced: r.synced, rejected: r.rejected }]))),
+      Effect.mapError(classify)
+    )
+
+  const loadStates = (observations: ReadonlyArray<Observation>) =>
+    Effect.gen(function*() {
+      const ids = observations.map((o) => o.sessionId)
+      const rows = yield* sql<StateRow>`
+        SELECT x.id, s.snapshot_hash, s.meta_hash, s.message_count, s.id IS NOT NULL AS exists,
+               (extract(epoch FROM s.updated_at) * 1000000)::bigint::text AS updated_at_micros,
+               CASE WHEN greatest(s.expired_at, s.deleted_at, s.evicted_at) IS NULL THEN NULL
+                    WHEN greatest(s.expired_at, s.deleted_at, s.evicted_at) = s.expired_at THEN 'expired'
+                    WHEN greatest(s.expired_at, s.deleted_at, s.evicted_at) = s.deleted_at THEN 'deleted'
+                    ELSE 'evicted' END AS gone,
+               r.snapshot_hash AS rejected_hash
+        FROM unnest(${ids}::text[]) AS x(id)
+        LEFT JOIN sessions s ON s.redis_session_id = x.id
+        LEFT JOIN rejections r ON r.redis_session_id = x.id`
+      // Message keys are needed only for sessions that exist and whose snapshot changed.
+      const byId = new Map(rows.map((r) => [r.id, r]))
+      const changed = new Set(
+        observations.flatMap((o) => {
+          const row = byId.get(o.sessionId)
+          return o._tag === "Snapshot" && row?.exists && row.snapshot_hash !== o.hash ? [o.sessionId] : []
+        })
+      )
+      const keys = new Map<string, Set<string>>()
+      if (changed.size > 0) {
+        const keyRows = yield* sql<{ id: string; message_key: string }>`
+          SELECT s.redis_session_id AS id, m.message_key
+          FROM sessions s JOIN messages m ON m.session_id = s.id
+          WHERE s.redis_session_id = ANY(${Array.from(changed)}::text[])`
+        for (const r of keyRows) {
+          let set = keys.get(r.id)
+          if (set === undefined) keys.set(r.id, set = new Set())
+          set.add(r.message_key)
+        }
+      }
+      const states = new Map<string, SessionState>()
+      for (const r of rows) {
+        const session: ProjectedSession | null = r.exists
+          ? {
+            snapshotHash: r.snapshot_hash,
+            metaHash: r.meta_hash,
+            updatedAtMicros: r.updated_at_micros === null ? null : Number(r.updated_at_micros),
+            messageCount: Number(r.message_count ?? 0),
+            gone: r.gone,
+            messageKeys: keys.get(r.id) ?? new Set()
+          }
+          : null
+        states.set(r.id, { session, rejectedHash: r.rejected_hash })
+      }
+      return states
+    })
+
+  const append = (events: ReadonlyArray<SyncEvent>, source: Source) =>
+    Effect.gen(function*() {
+      const seqRows = yield* sql<{ seq: string; at: string }>`
+        SELECT nextval(pg_get_serial_sequence('sync_log', 'seq'))::text AS seq,
+               to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at
+        FROM generate_series(1, ${events.length})`
+      const seqs = seqRows.map((r) => Number(r.seq)).sort((a, b) => a - b)
+      const recordedAt = seqRows[0]!.at
+      const committed: Array<CommittedEvent> = events.map((e, i) => ({ ...e, seq: seqs[i]!, recordedAt }))
+      yield* sql`
+        INSERT INTO sync_log (seq, session_id, event_type, payload, source, snapshot_hash)
+        SELECT * FROM unnest(
+          ${seqs}::bigint[], ${committed.map((e) => e.sessionId)}::text[], ${committed.map((e) => e.type)}::text[],
+          ${committed.map((e) => JSON.stringify(e.payload))}::jsonb[], ${committed.map(() => source)}::text[],
+          ${committed.map((e) => e.snapshotHash)}::text[])`
+      return committed
+    })
+
+  const apply = (observations: ReadonlyArray<Observation>, source: Source) => {
+    const latest = Array.from(new Map(observations.map((o) => [o.sessionId, o])).values())
+    if (latest.length === 0) return Effect.succeed(emptyBatch)
+    return sql.withTransaction(Effect.gen(function*() {
+      yield* sql`SELECT sync_lock_sessions(${latest.map((o) => o.sessionId)}::text[])`
+      const states = yield* loadStates(latest)
+      const events = latest.flatMap((o) => decide(o, states.get(o.sessionId) ?? { session: null, rejectedHash: null }))
+      if (events.length === 0) return { ...emptyBatch, sessions: latest.length }
+      const committed = yield* append(events, source)
+      const messagesInserted = yield* applyChanges(sql, project(committed))
+      const changedSessions = new Set(committed.map((e) => e.sessionId))
+      return {
+        sessions: latest.length,
+        changed: changedSessions.size,
+        rejected: committed.filter((e) => e.type === "snapshot_rejected").length,
+        gone: committed.filter((e) => e.type.startsWith("session_") && e.type !== "session_upserted").length,
+        events: committed.length,
+        messagesInserted,
+        lastSeq: committed[committed.length - 1]!.seq,
+        committed
+      } satisfies BatchResult
+    })).pipe(Effect.mapError(classify), Effect.withSpan("SessionStore.apply"))
+  }
+
+  return SessionStore.of({ knownHashes, apply })
+})
+
+/** The PostgreSQL store; needs a `SqlClient` whose search path is the projection's schema. */
+export const layer = Layer.effect(SessionStore, make)

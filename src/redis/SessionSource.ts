@@ -1,0 +1,91 @@
+/**
+ * Port: where sessions are read from. The ioredis adapter reads `{prefix}{session id}` keys with SCAN (never
+ * KEYS) and MGET; `layerMemory` serves tests of the sync logic without a server.
+ */
+import { Chunk, Context, Effect, Layer, Option, Stream } from "effect"
+import type { Redis } from "ioredis"
+import { fromCause, type RedisError } from "./RedisError.js"
+
+/** One key's value as read: the raw bytes of a string value, or why there are none. */
+export interface RawSession {
+  readonly sessionId: string
+  /** The value when the key holds a string; null otherwise. */
+  readonly value: Buffer | null
+  /** `string`, `none` (no such key) or the other Redis type the key holds. */
+  readonly redisType: string
+}
+
+export class SessionSource extends Context.Tag("redis-pg-sync/redis/SessionSource")<SessionSource, {
+  /** Pages of session ids, as SCAN returns them: a key may come twice, keys written meanwhile may be missed. */
+  readonly scan: (count: number) => Stream.Stream<ReadonlyArray<string>, RedisError>
+  /** The values of the given sessions, in order. */
+  readonly read: (ids: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<RawSession>, RedisError>
+}>() {}
+
+/** Escapes glob characters so a key prefix matches itself only. */
+export const globEscape = (s: string): string => s.replace(/[*?[\]\\]/g, (c) => `\\${c}`)
+
+/** The ioredis adapter over a connected client. */
+export const make = (client: Redis, prefix: string) => {
+  const pattern = `${globEscape(prefix)}*`
+  const scan = (count: number) =>
+    Stream.paginateChunkEffect("0", (cursor) =>
+      Effect.tryPromise({
+        try: () => client.scan(cursor, "MATCH", pattern, "COUNT", count),
+        catch: (cause) => fromCause(cause, "SCAN failed")
+      }).pipe(Effect.map(([next, keys]) => {
+        const ids = Array.from(new Set(keys), (k) => k.slice(prefix.length))
+        return [Chunk.of(ids), next === "0" ? Option.none() : Option.some(next)] as const
+      }))).pipe(Stream.filter((page) => page.length > 0))
+
+  const read = (ids: ReadonlyArray<string>) =>
+    Effect.tryPromise({
+      try: async (): Promise<ReadonlyArray<RawSession>> => {
+        if (ids.length === 0) return []
+        const values = await client.mgetBuffer(...ids.map((id) => prefix + id))
+        const missing = ids.flatMap((_, i) => (values[i] === null ? [i] : []))
+        const types = new Map<number, string>()
+        if (missing.length > 0) {
+          const pipeline = client.pipeline()
+          for (const i of missing) pipeline.type(prefix + ids[i])
+          const replies = (await pipeline.exec()) ?? []
+          missing.forEach((i, j) => {
+            const [err, type] = replies[j] ?? [null, "none"]
+            if (err) throw err
+            types.set(i, String(type))
+          })
+        }
+        return ids.map((sessionId, i) => {
+          const value = values[i] ?? null
+          return { sessionId, value, redisType: value !== null ? "string" : types.get(i) ?? "none" }
+        })
+      },
+      catch: (cause) => fromCause(cause, "reading sessions failed")
+    })
+
+  return SessionSource.of({ scan, read })
+}
+
+/** In-memory source over `entries` (session id → value), which the test may change between calls. */
+export const layerMemory = (entries: Map<string, string>) =>
+  Layer.succeed(
+    SessionSource,
+    SessionSource.of({
+      scan: (count) =>
+        Stream.suspend(() => {
+          const ids = Array.from(entries.keys())
+          const pages: Array<ReadonlyArray<string>> = []
+          for (let i = 0; i < ids.length; i += count) pages.push(ids.slice(i, i + count))
+          return Stream.fromIterable(pages)
+        }),
+      read: (ids) =>
+        Effect.sync(() =>
+          ids.map((sessionId) => {
+            const v = entries.get(sessionId)
+            return v === undefined
+              ? { sessionId, value: null, redisType: "none" }
+              : { sessionId, value: Buffer.from(v), redisType: "string" }
+          })
+        )
+    })
+  )

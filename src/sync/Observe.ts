@@ -1,0 +1,46 @@
+/**
+ * From a raw Redis read to an `Observation` for `decide`: hash the bytes, decode the ones that changed.
+ */
+import { Either } from "effect"
+import type { Observation } from "../core/Decide.js"
+import { snapshotHash } from "../core/MessageKey.js"
+import { decodeSnapshot } from "../core/Snapshot.js"
+import type { RawSession } from "../redis/SessionSource.js"
+
+/** How much of a rejected value the ledger keeps (characters). */
+export const EXCERPT_LENGTH = 200
+
+/** The hash a non-string Redis type is recorded under, so a rejected hash or set is rejected once. */
+const typeHash = (type: string) => snapshotHash(`redis-type:${type}`)
+
+/** Hash of what a read found, or null when the key is gone. */
+export const hashOf = (raw: RawSession): string | null =>
+  raw.value !== null ? snapshotHash(raw.value) : raw.redisType === "none" ? null : typeHash(raw.redisType)
+
+/** The observation a read stands for; null when the key is gone. `hash` is `hashOf(raw)`, passed to avoid rehashing. */
+export const observe = (raw: RawSession, hash: string | null = hashOf(raw)): Observation | null => {
+  if (hash === null) return null
+  if (raw.value === null) {
+    return {
+      _tag: "Snapshot",
+      sessionId: raw.sessionId,
+      hash,
+      decoded: Either.left({ reason: `the key holds a Redis ${raw.redisType}, not a string` }),
+      excerpt: "",
+      length: 0
+    }
+  }
+  const text = raw.value.toString("utf8")
+  return {
+    _tag: "Snapshot",
+    sessionId: raw.sessionId,
+    hash,
+    decoded: decodeSnapshot(raw.sessionId, text),
+    excerpt: text.slice(0, EXCERPT_LENGTH),
+    length: text.length
+  }
+}
+
+/** Number of messages an observation carries (for sizing batches). */
+export const weight = (o: Observation): number =>
+  o._tag === "Snapshot" && Either.isRight(o.decoded) ? o.decoded.right.messages.length + 1 : 1

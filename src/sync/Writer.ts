@@ -1,0 +1,65 @@
+/**
+ * Writes batches through the `SessionStore` with the pipeline's error policy (DESIGN §4): connection errors
+ * are retried on a schedule, data errors never are — the batch is split until the one session PostgreSQL
+ * refuses is found, and that session is rejected into the ledger while the rest is written.
+ */
+import { Duration, Effect, Either, Schedule } from "effect"
+import type { Observation } from "../core/Decide.js"
+import type { Source } from "../core/Events.js"
+import type { PgError } from "../pg/PgError.js"
+import { type BatchResult, emptyBatch, SessionStore } from "../pg/SessionStore.js"
+
+/** Backoff for connection errors: exponential from 200 ms, jittered, each delay capped at `maxDelay`. */
+export const retrySchedule = (maxDelay: Duration.DurationInput, attempts: number) =>
+  Schedule.exponential("200 millis", 2).pipe(
+    Schedule.jittered,
+    Schedule.modifyDelay((d) => (Duration.lessThan(d, Duration.decode(maxDelay)) ? d : Duration.decode(maxDelay))),
+    Schedule.intersect(Schedule.recurs(attempts))
+  )
+
+export const sumBatches = (a: BatchResult, b: BatchResult): BatchResult => ({
+  sessions: a.sessions + b.sessions,
+  changed: a.changed + b.changed,
+  rejected: a.rejected + b.rejected,
+  gone: a.gone + b.gone,
+  events: a.events + b.events,
+  messagesInserted: a.messagesInserted + b.messagesInserted,
+  lastSeq: Math.max(a.lastSeq, b.lastSeq),
+  committed: [...a.committed, ...b.committed]
+})
+
+const refused = (o: Observation, error: PgError): Observation =>
+  o._tag === "Snapshot"
+    ? { ...o, decoded: Either.left({ reason: `PostgreSQL refused the session: ${error.message}` }) }
+    : o
+
+export interface WriteOptions {
+  readonly retry: Schedule.Schedule<unknown, PgError>
+}
+
+/** Writes one batch; see the module doc for the error policy. */
+export const writeBatch = (
+  observations: ReadonlyArray<Observation>,
+  source: Source,
+  options: WriteOptions
+): Effect.Effect<BatchResult, PgError, SessionStore> =>
+  Effect.gen(function*() {
+    const store = yield* SessionStore
+    const attempt = (batch: ReadonlyArray<Observation>) =>
+      store.apply(batch, source).pipe(
+        Effect.retry({ schedule: options.retry, while: (e) => e.reason === "connection" })
+      )
+    const go = (batch: ReadonlyArray<Observation>): Effect.Effect<BatchResult, PgError> =>
+      attempt(batch).pipe(
+        Effect.catchIf((e) => e.reason === "data", (error) => {
+          if (batch.length > 1) {
+            const mid = Math.ceil(batch.length / 2)
+            return Effect.zipWith(go(batch.slice(0, mid)), go(batch.slice(mid)), sumBatches)
+          }
+          return Effect.logWarning(`session ${batch[0]!.sessionId} rejected: ${error.message}`).pipe(
+            Effect.zipRight(attempt(batch.map((o) => refused(o, error))))
+          )
+        })
+      )
+    return observations.length === 0 ? emptyBatch : yield* go(observations)
+  })
