@@ -84,7 +84,7 @@ export interface RowChanges {
   readonly maxSeq: number
 }
 
-const SEEDED_NAMES: Readonly<Record<string, string>> = { "1": "Default User", "2": "AI Assistant" }
+const SEEDED_NAMES: ReadonlyMap<string, string> = new Map([["1", "Default User"], ["2", "AI Assistant"]])
 
 /**
  * `users.id` for an external id: the number itself when it is an integer, otherwise a negative id derived from
@@ -103,7 +103,7 @@ export const placeholderUser = (externalId: string): UserRow => {
   return {
     id,
     externalId,
-    displayName: SEEDED_NAMES[externalId] ?? `User${externalId}`,
+    displayName: SEEDED_NAMES.get(externalId) ?? `User${externalId}`,
     email: id.startsWith("-") ? null : `user${id}@placeholder.invalid`
   }
 }

@@ -99,7 +99,8 @@ interface Collected {
 }
 const keep = (c: Collected, field: string, value: unknown) => {
   c.extra ??= {}
-  c.extra[field] = value
+  // defineProperty, not assignment: a field named "__proto__" would otherwise set the prototype and be lost.
+  Object.defineProperty(c.extra, field, { value, enumerable: true, writable: true, configurable: true })
 }
 
 const instant = (

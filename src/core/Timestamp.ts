@@ -20,7 +20,8 @@ const fromEpochMicros = (micros: number): Instant | undefined => {
   const ms = Math.floor(micros / 1000)
   const date = new Date(ms)
   const year = date.getUTCFullYear()
-  if (!Number.isFinite(ms) || year < 1 || year > 9999) return undefined
+  // An instant beyond Date's range gives an invalid Date (year NaN), on which toISOString throws.
+  if (!Number.isFinite(ms) || !(year >= 1 && year <= 9999)) return undefined
   const microsInSecond = (((ms % 1000) + 1000) % 1000) * 1000 + (micros - ms * 1000)
   const iso = date.toISOString()
   return { iso: `${iso.slice(0, 19)}.${String(microsInSecond).padStart(6, "0")}Z`, micros }

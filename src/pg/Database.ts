@@ -18,6 +18,8 @@ export interface DatabaseOptions {
   readonly schema: string
   readonly maxConnections: number
   readonly connectTimeout?: Duration.DurationInput
+  /** `application_name` of the connections (default `redis-pg-sync`). */
+  readonly applicationName?: string
 }
 
 /** The migrations, by id. A new migration is a new file in `migrations/` and a new line here. */
@@ -47,7 +49,7 @@ export const describeUrl = (url: Redacted.Redacted<string>): string => {
  */
 export const layer = (options: DatabaseOptions) =>
   PgClient.layerFromPool({
-    applicationName: "redis-pg-sync",
+    applicationName: options.applicationName ?? "redis-pg-sync",
     acquire: Effect.acquireRelease(
       Effect.gen(function*() {
         const timeout = Duration.toMillis(options.connectTimeout ?? "5 seconds")
@@ -55,7 +57,7 @@ export const layer = (options: DatabaseOptions) =>
           connectionString: Redacted.value(options.url),
           max: options.maxConnections,
           connectionTimeoutMillis: timeout,
-          application_name: "redis-pg-sync",
+          application_name: options.applicationName ?? "redis-pg-sync",
           options: `-c search_path=${quoteIdent(options.schema)},public`
         })
         pool.on("error", () => {})

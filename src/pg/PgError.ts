@@ -3,8 +3,9 @@
  * `connection` is retried with backoff, `data` rejects the session that caused it, `other` is a bug or a
  * misconfiguration and stops the operation with its message.
  */
-import type { SqlError } from "@effect/sql/SqlError"
-import { Data } from "effect"
+import type { SqlClient } from "@effect/sql"
+import { SqlError } from "@effect/sql/SqlError"
+import { Data, Effect, Option } from "effect"
 
 export type PgErrorReason = "connection" | "data" | "other"
 
@@ -46,3 +47,16 @@ export const classify = (error: unknown): PgError => {
   if (code !== undefined && /^(22|23|54)/.test(code)) return new PgError({ reason: "data", message, cause })
   return new PgError({ reason: "other", message, cause })
 }
+
+/**
+ * `sql.withTransaction` with every failure as a `PgError`. @effect/sql turns a failed COMMIT or ROLLBACK into a
+ * defect; a connection killed at that moment is an ordinary connection error for us (the retry finds the
+ * commit, if it happened, through the snapshot hashes), so such defects become `PgError`s too.
+ */
+export const transaction = <A, E, R>(sql: SqlClient.SqlClient, effect: Effect.Effect<A, E, R>) =>
+  sql.withTransaction(effect).pipe(
+    Effect.mapError(classify),
+    Effect.catchSomeDefect((defect) =>
+      defect instanceof SqlError ? Option.some(Effect.fail(classify(defect))) : Option.none()
+    )
+  )

@@ -9,7 +9,7 @@ import { decide, type Observation, type ProjectedSession, type SessionState } fr
 import type { CommittedEvent, GoneKind, Source, SyncEvent } from "../core/Events.js"
 import { project } from "../core/Project.js"
 import { applyChanges } from "./Projection.js"
-import { classify, type PgError } from "./PgError.js"
+import { classify, type PgError, transaction } from "./PgError.js"
 
 /** What the projection holds of a session's last snapshot: enough to skip an unchanged value unlocked. */
 export interface KnownHashes {
@@ -148,7 +148,7 @@ export const make = Effect.gen(function*() {
   const apply = (observations: ReadonlyArray<Observation>, source: Source) => {
     const latest = Array.from(new Map(observations.map((o) => [o.sessionId, o])).values())
     if (latest.length === 0) return Effect.succeed(emptyBatch)
-    return sql.withTransaction(Effect.gen(function*() {
+    return transaction(sql, Effect.gen(function*() {
       yield* sql`SELECT sync_lock_sessions(${latest.map((o) => o.sessionId)}::text[])`
       const states = yield* loadStates(latest)
       const events = latest.flatMap((o) => decide(o, states.get(o.sessionId) ?? { session: null, rejectedHash: null }))
@@ -166,7 +166,7 @@ export const make = Effect.gen(function*() {
         lastSeq: committed[committed.length - 1]!.seq,
         committed
       } satisfies BatchResult
-    })).pipe(Effect.mapError(classify), Effect.withSpan("SessionStore.apply"))
+    })).pipe(Effect.withSpan("SessionStore.apply"))
   }
 
   return SessionStore.of({ knownHashes, apply })

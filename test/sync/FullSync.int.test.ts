@@ -1,0 +1,243 @@
+import { SqlClient } from "@effect/sql"
+import { assert, describe, expect, layer } from "@effect/vitest"
+import { Effect, Either, Fiber, Schedule } from "effect"
+import { readdirSync, readFileSync } from "node:fs"
+import { retrySchedule } from "../../src/sync/Writer.js"
+import { syncSession } from "../../src/sync/SyncSession.js"
+import { assertConsistent, dumpTables, ledger, messagesOf, put, syncAll } from "../support/Data.js"
+import { makeTestEnv, serversLayer, TestEnvTag, testWriteOptions } from "../support/Servers.js"
+
+const FIXTURES = new URL("../../../shared/fixtures/", import.meta.url)
+const fixture = (dir: string, file: string) => readFileSync(new URL(`${dir}/${file}`, FIXTURES), "utf8")
+const validFixtures = readdirSync(new URL("sessions", FIXTURES)).filter((f) => f.endsWith(".json"))
+const rejectedFixtures = readdirSync(new URL("rejected", FIXTURES)).filter((f) => f.endsWith(".txt"))
+
+const msg = (content: string, sender: number, timestamp: string) => ({ content, sender_id: sender, timestamp })
+
+describe("full sync on real Redis and PostgreSQL", () => {
+  layer(serversLayer(makeTestEnv("fullsync")), { timeout: "60 seconds", excludeTestServices: true })((it) => {
+    it.effect("every fixture behaves as its README says, rejected ones beside good ones in one batch", () =>
+      Effect.gen(function*() {
+        for (const f of validFixtures) yield* put(`fx-${f.replace(".json", "")}`, fixture("sessions", f))
+        for (const f of rejectedFixtures) yield* put(`fx-bad-${f.replace(".txt", "")}`, fixture("rejected", f))
+        const result = yield* syncAll({ batchSessions: 100, batchMessages: 100_000 })
+        assert.strictEqual(result.changed, validFixtures.length)
+        assert.strictEqual(result.rejected, rejectedFixtures.length)
+        for (const f of validFixtures) {
+          const doc = JSON.parse(fixture("sessions", f))
+          const rows = yield* messagesOf(`fx-${f.replace(".json", "")}`)
+          assert.strictEqual(rows.length, (doc.messages ?? []).length, f)
+          assert.deepStrictEqual(rows.map((r) => r.content), (doc.messages ?? []).map((m: any) => m.content), f)
+        }
+        const events = yield* ledger
+        for (const f of rejectedFixtures) {
+          const rejected = events.filter((e) => e.session_id === `fx-bad-${f.replace(".txt", "")}`)
+          assert.strictEqual(rejected.length, 1, f)
+          assert.strictEqual(rejected[0]!.event_type, "snapshot_rejected")
+          assert.isAbove(rejected[0]!.payload.reason.length, 10)
+          assert.strictEqual(rejected[0]!.payload.excerpt, fixture("rejected", f).slice(0, 200))
+        }
+        const sql = yield* SqlClient.SqlClient
+        const rejections = yield* sql<{ redis_session_id: string; reason: string }>`
+          SELECT redis_session_id, reason FROM rejections WHERE redis_session_id LIKE 'fx-bad-%' ORDER BY 1`
+        expect(Object.fromEntries(rejections.map((r) => [r.redis_session_id, r.reason]))).toMatchObject({
+          "fx-bad-not-json": expect.stringContaining("not JSON"),
+          "fx-bad-array-root": "the value is an array, not a JSON object",
+          "fx-bad-messages-not-array": "\"messages\" is an object, not an array",
+          "fx-bad-truncated": expect.stringContaining("not JSON")
+        })
+        const timestamps = yield* messagesOf("fx-timestamps")
+        assert.deepStrictEqual(timestamps.map((m) => m.sent_at?.toISOString() ?? null), [
+          "2024-06-01T08:00:01.000Z",
+          "2024-06-01T08:00:02.123Z",
+          "2024-06-01T08:00:03.250Z",
+          null,
+          null
+        ])
+        const noSender = yield* messagesOf("fx-no-sender")
+        assert.deepStrictEqual(noSender.map((m) => m.sender_user_id), [null, "5"])
+        const [extra] = yield* sql<{ extra: unknown }>`SELECT extra FROM sessions WHERE redis_session_id = 'fx-extra-fields'`
+        assert.deepStrictEqual(extra!.extra, { model: "gpt-x", tags: ["a", "b"] })
+        const consistent = yield* assertConsistent
+        assert.strictEqual(consistent.sessionsWithWrongCount, 0)
+        assert.strictEqual(consistent.ledgerMessages, consistent.messageRows)
+        assert.strictEqual(consistent.projectionLastSeq, consistent.ledgerLastSeq)
+      }))
+
+    it.effect("syncing unchanged data again appends nothing and changes no row", () =>
+      Effect.gen(function*() {
+        yield* put("again-1", { topic: "t", messages: [msg("a", 1, "2025-01-01T00:00:00Z")] })
+        yield* syncAll()
+        const before = yield* dumpTables
+        const ledgerBefore = yield* ledger
+        const second = yield* syncAll()
+        assert.strictEqual(second.changed, 0)
+        assert.strictEqual(second.events, 0)
+        assert.strictEqual(second.unchanged, second.scanned)
+        assert.deepStrictEqual(yield* dumpTables, before)
+        assert.deepStrictEqual(yield* ledger, ledgerBefore)
+      }))
+
+    it.effect("the same \"ok\" from the same sender is kept every time it was said", () =>
+      Effect.gen(function*() {
+        const ok = msg("ok", 1, "2025-06-03T09:05:00Z")
+        yield* put("ok-twice", { messages: [ok, ok] })
+        yield* syncAll()
+        yield* put("ok-twice", { messages: [ok, ok, ok] })
+        yield* syncAll()
+        const rows = yield* messagesOf("ok-twice")
+        assert.deepStrictEqual(rows.map((r) => [r.ordinal, r.content]), [[0, "ok"], [1, "ok"], [2, "ok"]])
+        assert.strictEqual(new Set(rows.map((r) => r.message_key)).size, 3)
+      }))
+
+    it.effect("a snapshot whose oldest messages were trimmed away loses nothing and duplicates nothing", () =>
+      Effect.gen(function*() {
+        const all = Array.from({ length: 8 }, (_, i) => msg(`m${i}`, i % 2 + 1, `2025-06-01T10:00:0${i}Z`))
+        yield* put("trimmed", { topic: "trim", updated_at: "2025-06-01T10:00:04Z", messages: all.slice(0, 5) })
+        yield* syncAll()
+        yield* put("trimmed", { topic: "trim", updated_at: "2025-06-01T10:00:07Z", messages: all.slice(3, 8) })
+        yield* syncAll()
+        const rows = yield* messagesOf("trimmed")
+        assert.deepStrictEqual(rows.map((r) => r.content), ["m0", "m1", "m2", "m3", "m4", "m5", "m6", "m7"])
+        assert.deepStrictEqual(rows.map((r) => r.ordinal), [0, 1, 2, 3, 4, 5, 6, 7])
+      }))
+
+    it.effect("an older snapshot adds its missing messages but never rolls metadata back", () =>
+      Effect.gen(function*() {
+        const a = msg("first", 1, "2025-06-01T10:00:00Z")
+        const b = msg("second", 2, "2025-06-01T10:00:01Z")
+        const lost = msg("only in the old copy", 1, "2025-06-01T09:59:00Z")
+        yield* put("no-regress", { topic: "new topic", updated_at: "2025-06-01T10:00:01Z", messages: [a, b] })
+        yield* syncAll()
+        yield* put("no-regress", { topic: "old topic", updated_at: "2025-06-01T09:59:00Z", messages: [lost] })
+        yield* syncAll()
+        const sql = yield* SqlClient.SqlClient
+        const [s] = yield* sql<{ topic: string; message_count: number }>`
+          SELECT topic, message_count FROM sessions WHERE redis_session_id = 'no-regress'`
+        assert.deepStrictEqual(s, { topic: "new topic", message_count: 3 })
+        assert.deepStrictEqual((yield* messagesOf("no-regress")).map((r) => r.content), ["first", "second", "only in the old copy"])
+      }))
+
+    it.effect("session ids with spaces, unicode and colons sync, one by one too", () =>
+      Effect.gen(function*() {
+        const ids = ["with space", "ünïcødé 😀 漢字", "a:b:c", "quote\"and'apostrophe", "glob*?[x]"]
+        for (const id of ids) yield* put(id, { topic: id, messages: [msg(`hello ${id}`, 1, "2025-01-01T00:00:00Z")] })
+        yield* syncAll()
+        for (const id of ids) assert.deepStrictEqual((yield* messagesOf(id)).map((r) => r.content), [`hello ${id}`])
+        yield* put("a:b:c", { topic: "a:b:c", messages: [msg("hello a:b:c", 1, "2025-01-01T00:00:00Z"), msg("more", 2, "2025-01-01T00:00:01Z")] })
+        const outcome = yield* syncSession("a:b:c", "api", testWriteOptions)
+        assert.strictEqual(outcome._tag, "Synced")
+        assert.deepStrictEqual((yield* messagesOf("a:b:c")).map((r) => r.content), ["hello a:b:c", "more"])
+      }))
+
+    it.effect("sync-session says not found, and rejects a bad value with its reason", () =>
+      Effect.gen(function*() {
+        const missing = yield* syncSession("does-not-exist", "api", testWriteOptions)
+        assert.strictEqual(missing._tag, "NotFound")
+        yield* put("bad-one", "{\"messages\": 5}")
+        const rejected = yield* syncSession("bad-one", "api", testWriteOptions)
+        assert.strictEqual(rejected._tag, "Rejected")
+        assert.strictEqual(rejected._tag === "Rejected" && rejected.reason, "\"messages\" is a number, not an array")
+      }))
+
+    it.effect("a value PostgreSQL refuses is rejected into the ledger and the rest of its batch syncs", () =>
+      Effect.gen(function*() {
+        // U+0000 inside a JSON field PostgreSQL's jsonb cannot store: the database, not the decoder, refuses it.
+        yield* put("pg-refuses", "{\"topic\": \"nul\", \"weird\": \"a\\u0000b\", \"messages\": []}")
+        for (let i = 0; i < 6; i++) yield* put(`pg-fine-${i}`, { topic: `fine ${i}`, messages: [msg("x", 1, "2025-01-01T00:00:00Z")] })
+        const result = yield* syncAll({ batchSessions: 100 })
+        assert.isAtLeast(result.changed, 6)
+        const events = yield* ledger
+        const refused = events.filter((e) => e.session_id === "pg-refuses")
+        assert.deepStrictEqual(refused.map((e) => e.event_type), ["snapshot_rejected"])
+        assert.include(refused[0]!.payload.reason, "PostgreSQL refused the session")
+        for (let i = 0; i < 6; i++) assert.strictEqual((yield* messagesOf(`pg-fine-${i}`)).length, 1)
+        const again = yield* syncAll()
+        assert.strictEqual(again.events, 0)
+      }))
+
+    it.effect("the ledger refuses UPDATE, DELETE and TRUNCATE", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        for (const statement of ["UPDATE sync_log SET source = 'api'", "DELETE FROM sync_log", "TRUNCATE sync_log"]) {
+          const result = yield* Effect.either(sql.unsafe(statement))
+          assert.isTrue(Either.isLeft(result), statement)
+          if (Either.isLeft(result)) expect(String((result.left as any).cause?.message)).toMatch(/sync_log is append-only: (UPDATE|DELETE|TRUNCATE) is refused/)
+        }
+        const [row] = yield* sql<{ n: string }>`SELECT count(*)::text AS n FROM sync_log`
+        assert.isAbove(Number(row!.n), 0)
+      }))
+
+    it.effect("two full syncs at once write every message once (one writer per session)", () =>
+      Effect.gen(function*() {
+        for (let i = 0; i < 40; i++) {
+          yield* put(`race-${i}`, { topic: "race", messages: Array.from({ length: 10 }, (_, k) => msg(`r${i}-${k}`, 1, `2025-01-01T00:00:0${k}Z`)) })
+        }
+        const [a, b] = yield* Effect.all([syncAll({ batchSessions: 7 }), syncAll({ batchSessions: 5 })], { concurrency: 2 })
+        const sql = yield* SqlClient.SqlClient
+        const [n] = yield* sql<{ n: string }>`SELECT count(*)::text AS n FROM messages m JOIN sessions s ON s.id = m.session_id WHERE s.redis_session_id LIKE 'race-%'`
+        assert.strictEqual(Number(n!.n), 400)
+        const events = (yield* ledger).filter((e) => e.session_id.startsWith("race-"))
+        assert.strictEqual(events.length, 80)
+        assert.strictEqual(a.messagesInserted + b.messagesInserted, 400)
+        const consistent = yield* assertConsistent
+        assert.strictEqual(consistent.ledgerMessages, consistent.messageRows)
+      }))
+  })
+})
+
+describe("a sync whose PostgreSQL connections are killed mid-way", () => {
+  layer(serversLayer(makeTestEnv("killed")), { timeout: "90 seconds", excludeTestServices: true })((it) => {
+    it.effect("leaves ledger and tables consistent, and the next sync completes", () =>
+      Effect.gen(function*() {
+        const { schema } = yield* TestEnvTag
+        for (let i = 0; i < 300; i++) {
+          yield* put(`k-${i}`, { topic: "kill", messages: Array.from({ length: 30 }, (_, k) => msg(`k${i}-${k} ${"x".repeat(200)}`, k % 3 + 1, "2025-01-01T00:00:00Z")) })
+        }
+        const sql = yield* SqlClient.SqlClient
+        const noRetry = { retry: retrySchedule("10 millis", 0), batchSessions: 5, writeConcurrency: 2 }
+        const fiber = yield* Effect.fork(Effect.either(syncAll(noRetry)))
+        // Kill the writers' connections as soon as the first batches have committed.
+        yield* Effect.repeat(
+          sql<{ n: string }>`SELECT count(*)::text AS n FROM sync_log`.pipe(Effect.map((r) => Number(r[0]!.n))),
+          { until: (n) => n > 0, schedule: Schedule.spaced("10 millis") }
+        )
+        yield* sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                   WHERE application_name = ${schema} AND pid <> pg_backend_pid()`
+        const first = yield* Fiber.join(fiber)
+        assert.isTrue(Either.isLeft(first), "the first sync should have failed when its connections were killed")
+        const mid = yield* assertConsistent
+        assert.strictEqual(mid.sessionsWithWrongCount, 0)
+        assert.strictEqual(mid.ledgerMessages, mid.messageRows)
+        assert.strictEqual(mid.projectionLastSeq, mid.ledgerLastSeq)
+        assert.isBelow(mid.messageRows, 9000)
+        const second = yield* syncAll()
+        assert.strictEqual(second.scanned, 300)
+        const done = yield* assertConsistent
+        assert.strictEqual(done.messageRows, 9000)
+        assert.strictEqual(done.ledgerMessages, 9000)
+        assert.strictEqual(done.projectionLastSeq, done.ledgerLastSeq)
+      }))
+
+    it.effect("with retries, a sync whose connections are killed completes by itself", () =>
+      Effect.gen(function*() {
+        const { schema } = yield* TestEnvTag
+        for (let i = 0; i < 200; i++) {
+          yield* put(`r-${i}`, { topic: "retry", messages: Array.from({ length: 30 }, (_, k) => msg(`r${i}-${k} ${"y".repeat(200)}`, 1, "2025-01-01T00:00:00Z")) })
+        }
+        const sql = yield* SqlClient.SqlClient
+        const fiber = yield* Effect.fork(syncAll({ batchSessions: 5 }))
+        yield* Effect.repeat(
+          sql<{ n: string }>`SELECT count(*)::text AS n FROM sync_log WHERE session_id LIKE 'r-%'`.pipe(Effect.map((r) => Number(r[0]!.n))),
+          { until: (n) => n > 0, schedule: Schedule.spaced("10 millis") }
+        )
+        yield* sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                   WHERE application_name = ${schema} AND pid <> pg_backend_pid()`
+        yield* Fiber.join(fiber)
+        const [n] = yield* sql<{ n: string }>`SELECT count(*)::text AS n FROM messages m JOIN sessions s ON s.id = m.session_id WHERE s.redis_session_id LIKE 'r-%'`
+        assert.strictEqual(Number(n!.n), 6000)
+        const done = yield* assertConsistent
+        assert.strictEqual(done.ledgerMessages, done.messageRows)
+      }))
+  })
+})
