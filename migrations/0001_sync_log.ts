@@ -21,6 +21,13 @@ export default Effect.gen(function*() {
       tx_id xid8 NOT NULL DEFAULT pg_current_xact_id()
     )`
   yield* sql`CREATE INDEX sync_log_session_seq_idx ON sync_log (session_id, seq)`
+  // Payloads of many messages are TOASTed; lz4 compresses them several times faster than the default pglz.
+  yield* sql`
+    DO $$ BEGIN
+      ALTER TABLE sync_log ALTER COLUMN payload SET COMPRESSION lz4;
+    EXCEPTION WHEN feature_not_supported OR invalid_parameter_value THEN
+      RAISE NOTICE 'lz4 is not available in this PostgreSQL build; sync_log payloads use pglz';
+    END $$`
   yield* sql`
     CREATE FUNCTION sync_log_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN

@@ -1,7 +1,7 @@
 /**
  * The command line (DESIGN §5): `redis-pg-sync <command>`. Each command builds only the layers it needs.
  */
-import { Args, Command } from "@effect/cli"
+import { Args, Command, Options } from "@effect/cli"
 import { SqlClient } from "@effect/sql"
 import { Cause, Console, Effect, Option, Ref } from "effect"
 import { formatConfigError, keyPrefix, redisConfig, syncConfig } from "./Config.js"
@@ -71,16 +71,23 @@ const migrate = Command.make("migrate", {}, () =>
     Command.withDescription("Create or update the ledger and projection tables (every other command does it too)")
   )
 
-const sync = Command.make("sync", {}, () =>
+const json = Options.boolean("json").pipe(Options.withDescription("print the summary as one JSON object"))
+
+const sync = Command.make("sync", { json }, ({ json }) =>
   Effect.gen(function*() {
     const config = yield* writeOptions
     const progress = yield* Ref.make(zeroProgress(Date.now()))
     const options = { ...defaultFullSyncOptions(config.retry), ...config }
     const result = yield* withProgress(progress, fullSync("reconcile", options, progress))
-    const secs = (Date.now() - result.startedAt) / 1000
-    yield* Console.log(`Manual sync completed in ${secs.toFixed(1)} s: ${progressLine(result, Date.now())}` +
+    const seconds = (Date.now() - result.startedAt) / 1000
+    const peakRssMb = process.resourceUsage().maxRSS / 1024
+    if (json) {
+      const { startedAt: _, ...totals } = result
+      return yield* Console.log(JSON.stringify({ ...totals, seconds, peakRssMb: Math.round(peakRssMb) }))
+    }
+    yield* Console.log(`Manual sync completed in ${seconds.toFixed(1)} s: ${progressLine(result, Date.now())}` +
       (result.vanished > 0 ? `; ${fmt(result.vanished)} keys vanished while scanning` : "") +
-      `; ledger at seq ${result.lastSeq || "unchanged"}`)
+      `; ledger at seq ${result.lastSeq || "unchanged"}; peak RSS ${fmt(peakRssMb)} MB`)
   }).pipe(Effect.provide(SyncLive), reportFailure)).pipe(
     Command.withDescription("Sync every session in Redis into PostgreSQL once, then exit")
   )

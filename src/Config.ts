@@ -69,7 +69,7 @@ export const syncConfig = Config.all({
   scanCount: positive("SYNC_SCAN_COUNT", 1000, 100_000),
   batchSessions: positive("SYNC_BATCH_SIZE", 500, 10_000),
   batchMessages: positive("SYNC_BATCH_MESSAGES", 5000, 1_000_000),
-  writeConcurrency: positive("SYNC_WRITE_CONCURRENCY", 2, 32),
+  writeConcurrency: positive("SYNC_WRITE_CONCURRENCY", 3, 32),
   retryMaxDelay: Config.duration("SYNC_RETRY_MAX_DELAY").pipe(Config.withDefault("10 seconds")),
   pgMaxConnections: positive("PG_POOL_MAX", 10, 1000)
 })

@@ -7,10 +7,10 @@
  * Known limit: if a snapshot both trims away an earlier occurrence of an identical tuple and adds a new one,
  * the new one takes the old one's occurrence number and is taken as already known.
  */
-import { createHash } from "node:crypto"
+import { hash } from "node:crypto"
 
 /** 128 bits of SHA-256, hex: wide enough that a collision across every message ever synced is not a concern. */
-const digest = (s: string): string => createHash("sha256").update(s).digest("hex").slice(0, 32)
+const digest = (s: string): string => hash("sha256", s, "hex").slice(0, 32)
 
 /**
  * Keys for the messages of one snapshot, in order. `identities[i]` is the tuple that identifies message `i`
@@ -30,4 +30,4 @@ export const messageKeys = (
 }
 
 /** Hash of a raw Redis value (`snapshot_hash`): SHA-256, hex. */
-export const snapshotHash = (raw: string | Uint8Array): string => createHash("sha256").update(raw).digest("hex")
+export const snapshotHash = (raw: string | Buffer): string => hash("sha256", raw, "hex")

@@ -33,6 +33,8 @@ const fromEpochNumber = (n: number): Instant | undefined => {
   return fromEpochMicros(micros)
 }
 
+const pad2 = (n: number) => (n < 10 ? "0" : "") + n
+
 const fromIsoString = (s: string): Instant | undefined => {
   const m = ISO.exec(s)
   if (m === null) return undefined
@@ -42,10 +44,10 @@ const fromIsoString = (s: string): Instant | undefined => {
   if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 59 || year < 1) {
     return undefined
   }
-  const date = new Date(0)
-  date.setUTCFullYear(year, month - 1, day)
-  date.setUTCHours(hour, minute, second, 0)
-  if (date.getUTCDate() !== day) return undefined
+  // Date.UTC maps years 0–99 to 1900–1999; shift such years by 400 (same calendar) and back.
+  const shift = year < 100 ? 400 : 0
+  const wholeMs = Date.UTC(year + shift, month - 1, day, hour, minute, second) - (shift ? 12_622_780_800_000 : 0)
+  if (new Date(wholeMs + (shift ? 12_622_780_800_000 : 0)).getUTCDate() !== day) return undefined
   let offsetMinutes = 0
   if (zone !== undefined && zone !== "Z" && zone !== "z" && zone !== "UTC") {
     const sign = zone[0] === "-" ? -1 : 1
@@ -54,8 +56,12 @@ const fromIsoString = (s: string): Instant | undefined => {
     if (oh > 23 || om > 59) return undefined
     offsetMinutes = sign * (oh * 60 + om)
   }
-  const micros = (date.getTime() - offsetMinutes * 60_000) * 1000 + Number(frac.slice(0, 6).padEnd(6, "0"))
-  return fromEpochMicros(micros)
+  const fraction = frac.length === 6 ? frac : frac.slice(0, 6).padEnd(6, "0")
+  const micros = (wholeMs - offsetMinutes * 60_000) * 1000 + Number(fraction)
+  if (offsetMinutes !== 0 || year < 1000) return fromEpochMicros(micros)
+  // The common case, already UTC: build the string from the parts, no Date formatting needed.
+  const iso = `${y}-${pad2(month)}-${pad2(day)}T${pad2(hour)}:${pad2(minute)}:${pad2(second)}.${fraction}Z`
+  return { iso, micros }
 }
 
 /**

@@ -136,12 +136,19 @@ export const make = Effect.gen(function*() {
       const seqs = seqRows.map((r) => Number(r.seq)).sort((a, b) => a - b)
       const recordedAt = seqRows[0]!.at
       const committed: Array<CommittedEvent> = events.map((e, i) => ({ ...e, seq: seqs[i]!, recordedAt }))
+      const json = JSON.stringify(committed.map((e) => ({
+        seq: e.seq,
+        session_id: e.sessionId,
+        event_type: e.type,
+        payload: e.payload,
+        snapshot_hash: e.snapshotHash
+      })))
       yield* sql`
         INSERT INTO sync_log (seq, session_id, event_type, payload, source, snapshot_hash)
-        SELECT * FROM unnest(
-          ${seqs}::bigint[], ${committed.map((e) => e.sessionId)}::text[], ${committed.map((e) => e.type)}::text[],
-          ${committed.map((e) => JSON.stringify(e.payload))}::jsonb[], ${committed.map(() => source)}::text[],
-          ${committed.map((e) => e.snapshotHash)}::text[])`
+        SELECT seq, session_id, event_type, payload, ${source}, snapshot_hash
+        FROM json_to_recordset(${json}::json)
+          AS e(seq bigint, session_id text, event_type text, payload jsonb, snapshot_hash text)
+        ORDER BY seq`
       return committed
     })
 

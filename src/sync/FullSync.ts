@@ -28,7 +28,7 @@ export const defaultFullSyncOptions = (retry: WriteOptions["retry"]): FullSyncOp
   scanCount: 1000,
   batchSessions: 500,
   batchMessages: 5000,
-  writeConcurrency: 2
+  writeConcurrency: 3
 })
 
 /** Running totals of a full sync. */

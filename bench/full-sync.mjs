@@ -1,0 +1,94 @@
+#!/usr/bin/env node
+// Benchmark: full sync of N sessions x M messages, against the reference pipeline measured in the same run.
+//
+//   node bench/full-sync.mjs [--sessions 100000] [--messages 20] [--skip-reference] [--keep]
+//
+// 1. Starts throwaway Redis + PostgreSQL under .data/bench (or uses REDIS_URL / DATABASE_URL when set).
+// 2. Copies ../shared/bench (read-only) to .data/bench-ref and installs its dependencies once.
+// 3. Loads N x M sessions in the app's format with the reference generator (gen.mjs, seed 42).
+// 4. Runs the reference pipeline (pipeline.mjs, 3 batches in flight, no ledger) once over that data.
+// 5. Runs `redis-pg-sync sync --json` into a fresh schema (first sync), then again over unchanged data.
+// 6. Prints sessions/s, messages/s, the ratio to the reference, the second/first time ratio and peak RSS.
+// A script that prints figures, not a test: the machine is shared, so read ratios, not absolute times.
+import { execFileSync, spawnSync } from "node:child_process"
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync } from "node:fs"
+import path from "node:path"
+import { fileURLToPath } from "node:url"
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
+const args = process.argv.slice(2)
+const opt = (name, fallback) => {
+  const i = args.indexOf(`--${name}`)
+  return i >= 0 ? args[i + 1] : fallback
+}
+const sessions = Number(opt("sessions", 100000))
+const messages = Number(opt("messages", 20))
+const skipReference = args.includes("--skip-reference")
+
+const { start } = await import(path.join(root, "scripts/services.mjs"))
+let { REDIS_URL: redisUrl, DATABASE_URL: databaseUrl } = process.env
+if (!redisUrl || !databaseUrl) {
+  const s = await start({ dir: path.join(root, ".data/bench") })
+  redisUrl = s.redisUrl
+  databaseUrl = s.databaseUrl
+}
+const env = { ...process.env, REDIS_URL: redisUrl, DATABASE_URL: databaseUrl }
+
+const refDir = path.join(root, ".data/bench-ref")
+const shared = path.resolve(root, "../shared/bench")
+if (!existsSync(path.join(refDir, "node_modules"))) {
+  mkdirSync(refDir, { recursive: true })
+  cpSync(shared, refDir, { recursive: true, filter: (src) => !src.includes("node_modules") })
+  console.log("installing the reference benchmarks' dependencies in .data/bench-ref ...")
+  execFileSync("npm", ["install", "--no-audit", "--no-fund", "--silent"], { cwd: refDir, stdio: "inherit" })
+}
+const resultsDir = path.join(root, "bench-results")
+const refEnv = { ...env, BENCH_RESULTS_DIR: resultsDir }
+
+console.log(`loading ${sessions.toLocaleString()} sessions x ${messages} messages into Redis ...`)
+execFileSync("node", [path.join(refDir, "gen.mjs"), "--sessions", String(sessions), "--messages", String(messages), "--flush"], {
+  env: refEnv,
+  stdio: "inherit"
+})
+
+let reference
+if (!skipReference) {
+  console.log("reference pipeline (../shared/bench/pipeline.mjs, 3 in flight, no ledger) ...")
+  execFileSync("node", [path.join(refDir, "pipeline.mjs"), "--sessions", String(sessions), "--messages", String(messages), "--runs", "1", "--resync", "false"], {
+    env: refEnv,
+    stdio: ["ignore", "inherit", "inherit"]
+  })
+  reference = JSON.parse(readFileSync(path.join(resultsDir, "pipeline-full-b5000-c3.json"), "utf8")).median
+}
+
+const schema = `bench_${Date.now()}`
+const cli = path.join(root, "bin/redis-pg-sync.mjs")
+const runSync = (label) => {
+  console.log(`redis-pg-sync sync (${label}) ...`)
+  const r = spawnSync("node", [cli, "sync", "--json"], { env: { ...env, PG_SCHEMA: schema }, encoding: "utf8" })
+  if (r.status !== 0) {
+    console.error(r.stdout, r.stderr)
+    process.exit(1)
+  }
+  return JSON.parse(r.stdout.trim().split("\n").pop())
+}
+const first = runSync("first, empty PostgreSQL")
+const second = runSync("second, unchanged data")
+
+const fmt = (x, d = 0) => Number(x).toLocaleString("en-US", { maximumFractionDigits: d, minimumFractionDigits: d })
+const totalMessages = sessions * messages
+console.log(`\n== full sync, ${fmt(sessions)} sessions x ${messages} messages (${fmt(totalMessages)} messages)`)
+console.log(`first sync:  ${fmt(first.seconds, 1)} s, ${fmt(first.scanned / first.seconds)} sessions/s, ` +
+  `${fmt(first.messagesInserted / first.seconds)} messages/s, ${fmt(first.messagesInserted)} inserted, ` +
+  `${fmt(first.events)} ledger events, peak RSS ${first.peakRssMb} MB`)
+console.log(`second sync: ${fmt(second.seconds, 1)} s (${fmt((100 * second.seconds) / first.seconds, 1)} % of the first), ` +
+  `${fmt(second.unchanged)} unchanged, ${fmt(second.events)} events, peak RSS ${second.peakRssMb} MB`)
+if (reference) {
+  const ours = first.messagesInserted / first.seconds
+  console.log(`reference:   ${fmt(reference.secs, 1)} s, ${fmt(reference.messagesPerSec)} messages/s (no ledger)`)
+  console.log(`ratio:       ${fmt((100 * ours) / reference.messagesPerSec, 1)} % of the reference's messages/s`)
+}
+if (first.messagesInserted !== totalMessages) console.log(`WARNING: inserted ${first.messagesInserted}, expected ${totalMessages}`)
+if (!args.includes("--keep")) {
+  execFileSync("psql", [databaseUrl, "-qc", `DROP SCHEMA ${schema} CASCADE`], { stdio: "inherit" })
+}

@@ -1,0 +1,414 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Either } from "effect"
+import { readdirSync, readFileSync } from "node:fs"
+import { canonicalInteger, decodeSnapshot, type Rejection, type Snapshot } from "../../src/core/Snapshot.js"
+
+const FIXTURES = new URL("../../../shared/fixtures/", import.meta.url)
+const fixture = (path: string): string => readFileSync(new URL(path, FIXTURES), "utf8")
+const sessionFiles = readdirSync(new URL("sessions/", FIXTURES)).filter((f) => f.endsWith(".json")).sort()
+const rejectedFiles = readdirSync(new URL("rejected/", FIXTURES)).sort()
+
+const decoded = (sessionId: string, raw: string): Snapshot => {
+  const result = decodeSnapshot(sessionId, raw)
+  if (Either.isLeft(result)) return assert.fail(`expected a snapshot, got a rejection: ${result.left.reason}`)
+  return result.right
+}
+const decodedDoc = (doc: unknown, sessionId = "s-1"): Snapshot => decoded(sessionId, JSON.stringify(doc))
+const rejected = (raw: string): Rejection => {
+  const result = decodeSnapshot("s-1", raw)
+  if (Either.isRight(result)) return assert.fail(`expected a rejection, got a snapshot of ${raw.slice(0, 40)}`)
+  return result.left
+}
+/** Messages without their keys (identity is `MessageKey.test.ts`'s business). */
+const unkeyed = (snapshot: Snapshot) => snapshot.messages.map(({ key: _, ...m }) => m)
+const at = (iso: string, micros: number) => ({ iso, micros })
+
+describe("Snapshot.decodeSnapshot", () => {
+  describe("every valid fixture syncs with every message kept", () => {
+    it("there are fixtures to check", () => {
+      assert.includeMembers(sessionFiles, [
+        "basic.json",
+        "empty.json",
+        "extra-fields.json",
+        "large-5000.json",
+        "no-messages-field.json",
+        "no-sender.json",
+        "numeric-strings.json",
+        "repeated-content.json",
+        "timestamps.json",
+        "unicode.json"
+      ])
+    })
+
+    for (const file of sessionFiles) {
+      it(`${file} decodes with as many messages as its array holds`, () => {
+        const raw = fixture(`sessions/${file}`)
+        const doc = JSON.parse(raw) as { messages?: Array<unknown> }
+        const snapshot = decoded(file, raw)
+        assert.strictEqual(snapshot.sessionId, file)
+        assert.strictEqual(snapshot.messages.length, doc.messages?.length ?? 0)
+        assert.strictEqual(new Set(snapshot.messages.map((m) => m.key)).size, snapshot.messages.length)
+      })
+    }
+
+    it("no-messages-field.json: a missing messages field means no messages", () => {
+      const snapshot = decoded("nm", fixture("sessions/no-messages-field.json"))
+      assert.deepStrictEqual(snapshot, {
+        sessionId: "nm",
+        meta: { topic: "Messages field absent", groupId: null, createdBy: null, createdAt: null, updatedAt: null, extra: null },
+        messages: [],
+        warnings: []
+      })
+    })
+
+    it("empty.json: an empty messages array is a session with no messages", () => {
+      const snapshot = decoded("e", fixture("sessions/empty.json"))
+      assert.deepStrictEqual(snapshot.meta, {
+        topic: "No messages yet",
+        groupId: null,
+        createdBy: null,
+        createdAt: at("2025-06-07T00:00:00.000000Z", 1_749_254_400_000_000),
+        updatedAt: null,
+        extra: null
+      })
+      assert.deepStrictEqual(snapshot.messages, [])
+    })
+
+    it("large-5000.json: 5,000 messages, in order, with distinct keys", () => {
+      const snapshot = decoded("large", fixture("sessions/large-5000.json"))
+      assert.strictEqual(snapshot.messages.length, 5000)
+      assert.strictEqual(new Set(snapshot.messages.map((m) => m.key)).size, 5000)
+      assert.isTrue(snapshot.messages[0]!.content!.startsWith("message 0: "))
+      assert.isTrue(snapshot.messages[4999]!.content!.startsWith("message 4999: "))
+      assert.strictEqual(snapshot.messages[4999]!.sentAt!.iso, "2025-06-08T01:23:19.000000Z")
+      assert.deepStrictEqual(snapshot.warnings, [])
+    })
+  })
+
+  describe("basic.json decodes exactly", () => {
+    it("metadata, senders, contents and times, with no extra and no warning", () => {
+      const snapshot = decoded("basic-1", fixture("sessions/basic.json"))
+      assert.deepStrictEqual(snapshot.meta, {
+        topic: "Trip planning",
+        groupId: "1",
+        createdBy: "1",
+        createdAt: at("2025-06-01T10:00:00.000000Z", 1_748_772_000_000_000),
+        updatedAt: at("2025-06-01T10:05:00.000000Z", 1_748_772_300_000_000),
+        extra: null
+      })
+      assert.deepStrictEqual(unkeyed(snapshot), [
+        { sender: "1", content: "hi", sentAt: at("2025-06-01T10:00:03.000000Z", 1_748_772_003_000_000), extra: null },
+        {
+          sender: "2",
+          content: "Hello! How can I help?",
+          sentAt: at("2025-06-01T10:00:04.000000Z", 1_748_772_004_000_000),
+          extra: null
+        },
+        {
+          sender: "1",
+          content: "Find me a train to Lyon",
+          sentAt: at("2025-06-01T08:01:00.000000Z", 1_748_764_860_000_000),
+          extra: null
+        }
+      ])
+      assert.deepStrictEqual(snapshot.warnings, [])
+    })
+  })
+
+  describe("ids: numbers or numeric strings, in canonical decimal form", () => {
+    it("numeric-strings.json: string group, creator and sender ids read as integers", () => {
+      const snapshot = decoded("ns", fixture("sessions/numeric-strings.json"))
+      assert.strictEqual(snapshot.meta.groupId, "3")
+      assert.strictEqual(snapshot.meta.createdBy, "7")
+      assert.deepStrictEqual(snapshot.messages.map((m) => m.sender), ["7", "2"])
+      assert.strictEqual(snapshot.meta.extra, null)
+      assert.deepStrictEqual(snapshot.warnings, [])
+    })
+
+    it("leading zeros, signs and surrounding spaces are canonicalised", () => {
+      const snapshot = decodedDoc({
+        group_id: "007",
+        created_by: " 12 ",
+        messages: [{ content: "a", sender_id: "+5" }, { content: "b", sender_id: "007" }, { content: "c", sender_id: 7 }]
+      })
+      assert.strictEqual(snapshot.meta.groupId, "7")
+      assert.strictEqual(snapshot.meta.createdBy, "12")
+      assert.deepStrictEqual(snapshot.messages.map((m) => m.sender), ["5", "7", "7"])
+    })
+
+    it("a non-numeric sender or creator is an external id kept as written", () => {
+      const snapshot = decodedDoc({ created_by: "alice", messages: [{ content: "hi", sender_id: "bot-42" }] })
+      assert.strictEqual(snapshot.meta.createdBy, "alice")
+      assert.strictEqual(snapshot.messages[0]!.sender, "bot-42")
+      assert.deepStrictEqual(snapshot.warnings, [])
+    })
+
+    it("a group id that is not an integer is null, kept in extra, with a warning", () => {
+      for (const bad of ["abc", 3.5, "99999999999999999999", true]) {
+        const snapshot = decodedDoc({ group_id: bad })
+        assert.strictEqual(snapshot.meta.groupId, null)
+        assert.deepStrictEqual(snapshot.meta.extra, { group_id: bad })
+        assert.deepStrictEqual(snapshot.warnings, [`group_id: ${JSON.stringify(bad)} is not an integer id; kept in extra`])
+      }
+    })
+
+    it("a sender that is not an id is null, kept in the message's extra, with a warning", () => {
+      const snapshot = decodedDoc({
+        messages: [{ content: "a", sender_id: { id: 1 } }, { content: "b", sender_id: "" }, { content: "c", sender_id: 1e20 }]
+      })
+      assert.deepStrictEqual(unkeyed(snapshot), [
+        { sender: null, content: "a", sentAt: null, extra: { sender_id: { id: 1 } } },
+        { sender: null, content: "b", sentAt: null, extra: { sender_id: "" } },
+        { sender: null, content: "c", sentAt: null, extra: { sender_id: 1e20 } }
+      ])
+      assert.deepStrictEqual(snapshot.warnings, [
+        `messages[0].sender_id: {"id":1} is not an id; kept in extra`,
+        `messages[1].sender_id: "" is not an id; kept in extra`,
+        `messages[2].sender_id: 100000000000000000000 is not an id; kept in extra`
+      ])
+    })
+
+    it("a creator that is not an id is null, kept in extra, with a warning", () => {
+      const snapshot = decodedDoc({ created_by: ["x"] })
+      assert.strictEqual(snapshot.meta.createdBy, null)
+      assert.deepStrictEqual(snapshot.meta.extra, { created_by: ["x"] })
+      assert.deepStrictEqual(snapshot.warnings, [`created_by: ["x"] is not an id; kept in extra`])
+    })
+
+    it("null ids are simply absent", () => {
+      const snapshot = decodedDoc({ group_id: null, created_by: null, messages: [{ content: "a", sender_id: null }] })
+      assert.strictEqual(snapshot.meta.groupId, null)
+      assert.strictEqual(snapshot.meta.createdBy, null)
+      assert.strictEqual(snapshot.messages[0]!.sender, null)
+      assert.strictEqual(snapshot.meta.extra, null)
+      assert.deepStrictEqual(snapshot.warnings, [])
+    })
+  })
+
+  describe("timestamps", () => {
+    it("timestamps.json: epoch seconds, epoch millis, no zone, garbage and missing", () => {
+      const snapshot = decoded("ts", fixture("sessions/timestamps.json"))
+      assert.deepStrictEqual(snapshot.meta.createdAt, at("2024-06-01T08:00:00.000000Z", 1_717_228_800_000_000))
+      assert.deepStrictEqual(unkeyed(snapshot), [
+        { sender: "1", content: "epoch seconds", sentAt: at("2024-06-01T08:00:01.000000Z", 1_717_228_801_000_000), extra: null },
+        { sender: "2", content: "epoch millis", sentAt: at("2024-06-01T08:00:02.123000Z", 1_717_228_802_123_000), extra: null },
+        { sender: "1", content: "no zone", sentAt: at("2024-06-01T08:00:03.250000Z", 1_717_228_803_250_000), extra: null },
+        {
+          sender: "2",
+          content: "garbage time is kept, sent_at null",
+          sentAt: null,
+          extra: { timestamp: "yesterday-ish" }
+        },
+        { sender: "1", content: "missing time", sentAt: null, extra: null }
+      ])
+      assert.deepStrictEqual(snapshot.warnings, [`messages[3].timestamp: "yesterday-ish" is not a time; kept in extra`])
+    })
+
+    it("an offset is converted to UTC", () => {
+      const snapshot = decodedDoc({ messages: [{ content: "x", timestamp: "2025-06-01T10:01:00+02:00" }] })
+      assert.strictEqual(snapshot.messages[0]!.sentAt!.iso, "2025-06-01T08:01:00.000000Z")
+    })
+
+    it("microsecond precision is kept", () => {
+      const snapshot = decodedDoc({
+        updated_at: "2025-01-02T03:04:05.678901+00:00",
+        messages: [{ content: "x", timestamp: "2025-01-02T03:04:05.678901+00:00" }]
+      })
+      assert.deepStrictEqual(snapshot.meta.updatedAt, at("2025-01-02T03:04:05.678901Z", 1_735_787_045_678_901))
+      assert.strictEqual(snapshot.messages[0]!.sentAt!.iso, "2025-01-02T03:04:05.678901Z")
+    })
+
+    it("garbage session times are null, kept in extra, with a warning", () => {
+      const snapshot = decodedDoc({ created_at: "soon", updated_at: { when: "now" } })
+      assert.strictEqual(snapshot.meta.createdAt, null)
+      assert.strictEqual(snapshot.meta.updatedAt, null)
+      assert.deepStrictEqual(snapshot.meta.extra, { created_at: "soon", updated_at: { when: "now" } })
+      assert.deepStrictEqual(snapshot.warnings, [
+        `created_at: "soon" is not a time; kept in extra`,
+        `updated_at: {"when":"now"} is not a time; kept in extra`
+      ])
+    })
+
+    it("a null timestamp is a missing one: no warning, nothing in extra", () => {
+      const snapshot = decodedDoc({ created_at: null, messages: [{ content: "x", timestamp: null }] })
+      assert.strictEqual(snapshot.meta.createdAt, null)
+      assert.deepStrictEqual(unkeyed(snapshot), [{ sender: null, content: "x", sentAt: null, extra: null }])
+      assert.deepStrictEqual(snapshot.warnings, [])
+    })
+
+    it("an epoch value beyond the range of dates is garbage, not a crash", () => {
+      const snapshot = decodedDoc({ messages: [{ content: "x", timestamp: 1e16 }] })
+      assert.deepStrictEqual(unkeyed(snapshot), [{ sender: null, content: "x", sentAt: null, extra: { timestamp: 1e16 } }])
+      assert.deepStrictEqual(snapshot.warnings, [`messages[0].timestamp: 10000000000000000 is not a time; kept in extra`])
+    })
+
+    it("a long garbage value is previewed in the warning, and kept whole in extra", () => {
+      const long = "x".repeat(100)
+      const snapshot = decodedDoc({ messages: [{ content: "x", timestamp: long }] })
+      assert.deepStrictEqual(snapshot.messages[0]!.extra, { timestamp: long })
+      assert.deepStrictEqual(snapshot.warnings, [
+        `messages[0].timestamp: "${"x".repeat(56)}... is not a time; kept in extra`
+      ])
+    })
+  })
+
+  describe("senders", () => {
+    it("no-sender.json: a message without sender_id is kept with a null sender", () => {
+      const snapshot = decoded("ns", fixture("sessions/no-sender.json"))
+      assert.deepStrictEqual(unkeyed(snapshot), [
+        { sender: null, content: "session started", sentAt: at("2025-06-04T00:00:00.000000Z", 1_748_995_200_000_000), extra: null },
+        { sender: "5", content: "hello", sentAt: at("2025-06-04T00:00:01.000000Z", 1_748_995_201_000_000), extra: null }
+      ])
+      assert.deepStrictEqual(snapshot.warnings, [])
+    })
+  })
+
+  describe("unknown fields are kept in extra", () => {
+    it("extra-fields.json: session-level and message-level extras, explicit ids included", () => {
+      const snapshot = decoded("xf", fixture("sessions/extra-fields.json"))
+      assert.deepStrictEqual(snapshot.meta, {
+        topic: "Extra fields",
+        groupId: "2",
+        createdBy: null,
+        createdAt: null,
+        updatedAt: null,
+        extra: { model: "gpt-x", tags: ["a", "b"] }
+      })
+      assert.deepStrictEqual(snapshot.messages.map((m) => m.extra), [
+        { id: "m-1", role: "user", tokens: 3 },
+        { message_id: "m-2", role: "assistant", meta: { latency_ms: 812 } }
+      ])
+      assert.deepStrictEqual(snapshot.warnings, [])
+    })
+
+    it("a session_id field that differs from the key is kept in extra; one that matches is not", () => {
+      assert.deepStrictEqual(decodedDoc({ session_id: "other" }, "s-1").meta.extra, { session_id: "other" })
+      assert.strictEqual(decodedDoc({ session_id: "s-1" }, "s-1").meta.extra, null)
+      assert.strictEqual(decodedDoc({ session_id: 42 }, "42").meta.extra, null)
+    })
+
+    it("a field named __proto__ is kept as an ordinary field", () => {
+      const raw = `{"topic":"t","__proto__":{"polluted":true},"messages":[{"content":"c","__proto__":[1]}]}`
+      const snapshot = decoded("s-1", raw)
+      const extra = snapshot.meta.extra!
+      assert.deepStrictEqual(Object.keys(extra), ["__proto__"])
+      assert.strictEqual(JSON.stringify(extra), `{"__proto__":{"polluted":true}}`)
+      assert.strictEqual(Object.getPrototypeOf(extra), Object.prototype)
+      assert.strictEqual(JSON.stringify(snapshot.messages[0]!.extra), `{"__proto__":[1]}`)
+      assert.strictEqual(({} as Record<string, unknown>).polluted, undefined)
+    })
+  })
+
+  describe("content", () => {
+    it("unicode.json: topic and contents come through intact", () => {
+      const raw = fixture("sessions/unicode.json")
+      const doc = JSON.parse(raw) as { topic: string; messages: Array<{ content: string }> }
+      const snapshot = decoded("u", raw)
+      assert.strictEqual(snapshot.meta.topic, "Ünïcødé ✓")
+      assert.deepStrictEqual(snapshot.messages.map((m) => m.content), [
+        "emoji 😀👍🏽 and CJK 漢字",
+        "RTL مرحبا and quotes \"'`",
+        "newlines\nand\ttabs"
+      ])
+      assert.deepStrictEqual(snapshot.messages.map((m) => m.content), doc.messages.map((m) => m.content))
+      assert.deepStrictEqual(snapshot.warnings, [])
+    })
+
+    it("content that is not a string is kept as its JSON text", () => {
+      const snapshot = decodedDoc({ topic: 7, messages: [{ content: 42 }, { content: { text: "hi" } }, { content: null }] })
+      assert.strictEqual(snapshot.meta.topic, "7")
+      assert.deepStrictEqual(snapshot.messages.map((m) => m.content), ["42", `{"text":"hi"}`, null])
+      assert.deepStrictEqual(snapshot.warnings, [])
+    })
+
+    it("NUL characters, which PostgreSQL text cannot hold, are replaced with U+FFFD and reported", () => {
+      const snapshot = decodedDoc({ topic: "a\u0000b", messages: [{ content: "c\u0000d\u0000" }] })
+      assert.strictEqual(snapshot.meta.topic, "a\uFFFDb")
+      assert.strictEqual(snapshot.messages[0]!.content, "c\uFFFDd\uFFFD")
+      assert.deepStrictEqual(snapshot.warnings, [
+        "topic: NUL characters replaced with U+FFFD",
+        "messages[0].content: NUL characters replaced with U+FFFD"
+      ])
+    })
+
+    it("a message that is not an object is kept as its content, with a warning", () => {
+      const snapshot = decodedDoc({ messages: ["just text", 5, null, ["a"]] })
+      assert.deepStrictEqual(unkeyed(snapshot), [
+        { sender: null, content: "just text", sentAt: null, extra: null },
+        { sender: null, content: "5", sentAt: null, extra: null },
+        { sender: null, content: null, sentAt: null, extra: null },
+        { sender: null, content: `["a"]`, sentAt: null, extra: null }
+      ])
+      assert.deepStrictEqual(snapshot.warnings, [
+        "messages[0]: a string instead of an object; kept as its content",
+        "messages[1]: a number instead of an object; kept as its content",
+        "messages[2]: null instead of an object; kept as its content",
+        "messages[3]: an array instead of an object; kept as its content"
+      ])
+      assert.strictEqual(new Set(snapshot.messages.map((m) => m.key)).size, 4)
+    })
+
+    it("a null messages field means no messages", () => {
+      assert.deepStrictEqual(decodedDoc({ topic: "t", messages: null }).messages, [])
+    })
+  })
+
+  describe("what cannot be a session is rejected with a readable reason", () => {
+    it("there are fixtures to check", () => {
+      assert.includeMembers(rejectedFiles, [
+        "array-root.txt",
+        "messages-not-array.txt",
+        "not-json.txt",
+        "number-root.txt",
+        "string-root.txt",
+        "truncated.txt"
+      ])
+    })
+
+    const expected: Record<string, (reason: string) => void> = {
+      "array-root.txt": (r) => assert.strictEqual(r, "the value is an array, not a JSON object"),
+      "messages-not-array.txt": (r) => assert.strictEqual(r, `"messages" is an object, not an array`),
+      "not-json.txt": (r) => assert.match(r, /^not JSON: .*token/),
+      "number-root.txt": (r) => assert.strictEqual(r, "the value is a number, not a JSON object"),
+      "string-root.txt": (r) => assert.strictEqual(r, "the value is a string, not a JSON object"),
+      "truncated.txt": (r) => assert.match(r, /^not JSON: .*Unterminated string/)
+    }
+    for (const file of rejectedFiles) {
+      it(`${file} is rejected`, () => {
+        const check = expected[file]
+        const { reason } = rejected(fixture(`rejected/${file}`))
+        assert.isAbove(reason.length, 0)
+        if (check === undefined) return assert.fail(`no expectation written for rejected/${file}: ${reason}`)
+        check(reason)
+      })
+    }
+
+    it("other shapes that are not a session", () => {
+      assert.strictEqual(rejected("null").reason, "the value is null, not a JSON object")
+      assert.strictEqual(rejected("true").reason, "the value is a boolean, not a JSON object")
+      assert.strictEqual(rejected(`{"messages":"hi"}`).reason, `"messages" is a string, not an array`)
+      assert.strictEqual(rejected(`{"messages":3}`).reason, `"messages" is a number, not an array`)
+      assert.match(rejected("").reason, /^not JSON: /)
+    })
+  })
+})
+
+describe("Snapshot.canonicalInteger", () => {
+  it("integers and integer strings that fit a bigint, in canonical decimal form", () => {
+    assert.strictEqual(canonicalInteger(3), "3")
+    assert.strictEqual(canonicalInteger("3"), "3")
+    assert.strictEqual(canonicalInteger("007"), "7")
+    assert.strictEqual(canonicalInteger("-0"), "0")
+    assert.strictEqual(canonicalInteger(" -12 "), "-12")
+    assert.strictEqual(canonicalInteger("9223372036854775807"), "9223372036854775807")
+    assert.strictEqual(canonicalInteger("-9223372036854775808"), "-9223372036854775808")
+  })
+
+  it("anything else is not an integer id", () => {
+    for (
+      const bad of [3.5, Number.NaN, 2 ** 53, "9223372036854775808", "-9223372036854775809", "1e3", "0x10", "", "abc", null, true]
+    ) {
+      assert.strictEqual(canonicalInteger(bad), undefined, String(bad))
+    }
+  })
+})
