@@ -76,7 +76,8 @@ const isOlder = (snapshot: Snapshot, projected: ProjectedSession): boolean => {
 
 /**
  * The events an observation adds to the ledger:
- * - a value whose hash equals the last synced or last rejected one: nothing;
+ * - a value whose hash equals the standing rejection, or the last synced value of a session that is neither
+ *   rejected nor gone since: nothing;
  * - a value that cannot be a session: `snapshot_rejected`;
  * - a session: `session_upserted` when first seen, back after leaving Redis, or changed and not older than the
  *   projection; then `messages_appended` with every message whose key the projection does not hold yet, in
@@ -91,7 +92,10 @@ export const decide = (observation: Observation, state: SessionState): ReadonlyA
     return [{ type: goneEventType(observation.kind), sessionId, snapshotHash: null, payload: { v: 1 } }]
   }
   const { hash, decoded } = observation
-  if (hash === projected?.snapshotHash || hash === state.rejectedHash) return []
+  if (hash === state.rejectedHash) return []
+  // The same value as last synced changes nothing, unless the session has since been rejected or left Redis:
+  // then it is back, and that must be recorded.
+  if (hash === projected?.snapshotHash && state.rejectedHash === null && projected.gone === null) return []
   if (Either.isLeft(decoded)) {
     return [{
       type: "snapshot_rejected",

@@ -91,6 +91,29 @@ const text = (value: unknown, where: string, warnings: Array<string>): string | 
   return clean(JSON.stringify(value), where, warnings)
 }
 
+/**
+ * Replaces NUL in every string of a parsed document, keys included (PostgreSQL's text and jsonb refuse it
+ * anywhere), with one warning per place. Only called when the raw JSON has a `\u0000` escape: rare.
+ */
+const cleanDeep = (value: unknown, path: string, warnings: Array<string>): unknown => {
+  if (typeof value === "string") return clean(value, path, warnings)
+  if (Array.isArray(value)) return value.map((v, i) => cleanDeep(v, `${path}[${i}]`, warnings))
+  if (typeof value !== "object" || value === null) return value
+  const out: Record<string, unknown> = {}
+  for (const [k, v] of Object.entries(value)) {
+    const key = k.replace(NUL, "\uFFFD")
+    const keyPath = path === "" ? key : `${path}.${key}`
+    if (key !== k) warnings.push(`${keyPath} (a key): NUL characters replaced with U+FFFD`)
+    Object.defineProperty(out, key, {
+      value: cleanDeep(v, keyPath, warnings),
+      enumerable: true,
+      writable: true,
+      configurable: true
+    })
+  }
+  return out
+}
+
 const SESSION_FIELDS = new Set(["session_id", "topic", "group_id", "created_by", "created_at", "updated_at", "messages"])
 const MESSAGE_FIELDS = new Set(["content", "sender_id", "timestamp"])
 
@@ -168,11 +191,12 @@ export const decodeSnapshot = (sessionId: string, raw: string): Either.Either<Sn
   if (typeof doc !== "object" || doc === null || Array.isArray(doc)) {
     return Either.left({ reason: `the value is ${describe(doc)}, not a JSON object` })
   }
-  const d = doc as Record<string, unknown>
-  if (d.messages !== undefined && d.messages !== null && !Array.isArray(d.messages)) {
-    return Either.left({ reason: `"messages" is ${describe(d.messages)}, not an array` })
+  const rawList = (doc as Record<string, unknown>).messages
+  if (rawList !== undefined && rawList !== null && !Array.isArray(rawList)) {
+    return Either.left({ reason: `"messages" is ${describe(rawList)}, not an array` })
   }
   const warnings: Array<string> = []
+  const d = raw.includes("\\u0000") ? (cleanDeep(doc, "", warnings) as Record<string, unknown>) : doc as Record<string, unknown>
   const c: Collected = { extra: null }
   for (const field in d) {
     if (!SESSION_FIELDS.has(field)) keep(c, field, d[field])

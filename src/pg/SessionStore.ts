@@ -11,11 +11,11 @@ import { project } from "../core/Project.js"
 import { applyChanges } from "./Projection.js"
 import { classify, type PgError, transaction } from "./PgError.js"
 
-/** What the projection holds of a session's last snapshot: enough to skip an unchanged value unlocked. */
-export interface KnownHashes {
-  readonly synced: string | null
-  readonly rejected: string | null
-}
+/**
+ * The hash of the value a session stands at: its standing rejection's, or else its last synced one while it
+ * has not left Redis. A value with this hash changes nothing, so a full sync may skip it without a lock.
+ */
+export type StandingHash = string
 
 /** What one batch did. `changed` counts sessions that appended at least one event. */
 export interface BatchResult {
@@ -42,8 +42,8 @@ export const emptyBatch: BatchResult = {
 }
 
 export class SessionStore extends Context.Tag("redis-pg-sync/pg/SessionStore")<SessionStore, {
-  /** Hashes of the last synced and last rejected value of each given session that has one. */
-  readonly knownHashes: (ids: ReadonlyArray<string>) => Effect.Effect<ReadonlyMap<string, KnownHashes>, PgError>
+  /** The standing hash of each given session that has one. */
+  readonly standingHashes: (ids: ReadonlyArray<string>) => Effect.Effect<ReadonlyMap<string, StandingHash>, PgError>
   /**
    * Decides, appends and projects one batch in one transaction. When several observations name one session,
    * the last wins. Fails with a `PgError`; the transaction is then rolled back whole.
@@ -65,14 +65,16 @@ interface StateRow {
 export const make = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
 
-  const knownHashes = (ids: ReadonlyArray<string>) =>
-    sql<{ id: string; synced: string | null; rejected: string | null }>`
-      SELECT x.id, s.snapshot_hash AS synced, r.snapshot_hash AS rejected
+  const standingHashes = (ids: ReadonlyArray<string>) =>
+    sql<{ id: string; hash: string }>`
+      SELECT x.id, COALESCE(r.snapshot_hash,
+               CASE WHEN s.expired_at IS NULL AND s.deleted_at IS NULL AND s.evicted_at IS NULL
+                    THEN s.snapshot_hash END) AS hash
       FROM unnest(${ids}::text[]) AS x(id)
       LEFT JOIN sessions s ON s.redis_session_id = x.id
       LEFT JOIN rejections r ON r.redis_session_id = x.id
       WHERE s.id IS NOT NULL OR r.redis_session_id IS NOT NULL`.pipe(
-      Effect.map((rows) => new Map(rows.map((r) => [r.id, { synced: r.synced, rejected: r.rejected }]))),
+      Effect.map((rows) => new Map(rows.flatMap((r) => (r.hash === null ? [] : [[r.id, r.hash] as const])))),
       Effect.mapError(classify)
     )
 
@@ -176,7 +178,7 @@ export const make = Effect.gen(function*() {
     })).pipe(Effect.withSpan("SessionStore.apply"))
   }
 
-  return SessionStore.of({ knownHashes, apply })
+  return SessionStore.of({ standingHashes, apply })
 })
 
 /** The PostgreSQL store; needs a `SqlClient` whose search path is the projection's schema. */

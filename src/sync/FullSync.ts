@@ -85,13 +85,12 @@ const screen = (page: ReadonlyArray<RawSession>, progress: Ref.Ref<SyncProgress>
     const store = yield* SessionStore
     const hashes = page.map(hashOf)
     const present = page.filter((_, i) => hashes[i] !== null)
-    const known = yield* store.knownHashes(present.map((r) => r.sessionId))
+    const standing = yield* store.standingHashes(present.map((r) => r.sessionId))
     const observations: Array<Observation> = []
     page.forEach((raw, i) => {
       const hash = hashes[i]!
       if (hash === null) return
-      const k = known.get(raw.sessionId)
-      if (k !== undefined && (k.synced === hash || k.rejected === hash)) return
+      if (standing.get(raw.sessionId) === hash) return
       const o = observe(raw, hash)
       if (o !== null) observations.push(o)
     })

@@ -36,7 +36,7 @@ export const observe = (raw: RawSession, hash: string | null = hashOf(raw)): Obs
     sessionId: raw.sessionId,
     hash,
     decoded: decodeSnapshot(raw.sessionId, text),
-    excerpt: text.slice(0, EXCERPT_LENGTH),
+    excerpt: text.slice(0, EXCERPT_LENGTH).replace(/\u0000/g, "\uFFFD"),
     length: text.length
   }
 }

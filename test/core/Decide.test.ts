@@ -180,9 +180,10 @@ describe("Decide.decide", () => {
       given(stateAfter(obs(v1), seen(SID, bad))).when(seen(SID, bad)).thenNothingHappened()
     })
 
-    it("the last synced hash counts even when a rejection is remembered for another value", () => {
+    it("the last synced value coming back after a rejection is recorded, so the rejection no longer stands", () => {
       const state: SessionState = { ...synced(v1), rejectedHash: snapshotHash("{not json") }
-      given(state).when(obs(v1)).thenNothingHappened()
+      const events = decide(obs(v1), state)
+      assert.deepStrictEqual(events.map((e) => e.type), ["session_upserted"])
     })
   })
 

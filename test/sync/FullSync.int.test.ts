@@ -142,8 +142,10 @@ describe("full sync on real Redis and PostgreSQL", () => {
 
     it.effect("a value PostgreSQL refuses is rejected into the ledger and the rest of its batch syncs", () =>
       Effect.gen(function*() {
-        // U+0000 inside a JSON field PostgreSQL's jsonb cannot store: the database, not the decoder, refuses it.
-        yield* put("pg-refuses", "{\"topic\": \"nul\", \"weird\": \"a\\u0000b\", \"messages\": []}")
+        // A constraint of the operator's, which the decoder knows nothing of: the database refuses the session.
+        const sql = yield* SqlClient.SqlClient
+        yield* sql`ALTER TABLE messages ADD CONSTRAINT operator_rule CHECK (content IS DISTINCT FROM 'forbidden words')`
+        yield* put("pg-refuses", { topic: "refused", messages: [msg("forbidden words", 1, "2025-01-01T00:00:00Z")] })
         for (let i = 0; i < 6; i++) yield* put(`pg-fine-${i}`, { topic: `fine ${i}`, messages: [msg("x", 1, "2025-01-01T00:00:00Z")] })
         const result = yield* syncAll({ batchSessions: 100 })
         assert.isAtLeast(result.changed, 6)
@@ -154,6 +156,18 @@ describe("full sync on real Redis and PostgreSQL", () => {
         for (let i = 0; i < 6; i++) assert.strictEqual((yield* messagesOf(`pg-fine-${i}`)).length, 1)
         const again = yield* syncAll()
         assert.strictEqual(again.events, 0)
+        yield* sql`ALTER TABLE messages DROP CONSTRAINT operator_rule`
+      }))
+
+    it.effect("a NUL character anywhere in a document is replaced and reported, and the session syncs", () =>
+      Effect.gen(function*() {
+        yield* put("nul-inside", "{\"topic\": \"nul\", \"weird\": {\"k\\u0000\": \"a\\u0000b\"}, \"messages\": []}")
+        yield* syncAll()
+        const sql = yield* SqlClient.SqlClient
+        const [row] = yield* sql<{ extra: unknown }>`SELECT extra FROM sessions WHERE redis_session_id = 'nul-inside'`
+        assert.deepStrictEqual(row!.extra, { weird: { "k\uFFFD": "a\uFFFDb" } })
+        const [event] = (yield* ledger).filter((e) => e.session_id === "nul-inside")
+        assert.deepStrictEqual(event!.payload.warnings, ["weird.k\uFFFD (a key): NUL characters replaced with U+FFFD", "weird.k\uFFFD: NUL characters replaced with U+FFFD"])
       }))
 
     it.effect("the ledger refuses UPDATE, DELETE and TRUNCATE", () =>
@@ -197,14 +211,18 @@ describe("a sync whose PostgreSQL connections are killed mid-way", () => {
         const sql = yield* SqlClient.SqlClient
         const noRetry = { retry: retrySchedule("10 millis", 0), batchSessions: 5, writeConcurrency: 2 }
         const fiber = yield* Effect.fork(Effect.either(syncAll(noRetry)))
-        // Kill the writers' connections as soon as the first batches have committed.
+        // Once the first batches have committed, kill the writers' connections again and again until it stops.
         yield* Effect.repeat(
           sql<{ n: string }>`SELECT count(*)::text AS n FROM sync_log`.pipe(Effect.map((r) => Number(r[0]!.n))),
           { until: (n) => n > 0, schedule: Schedule.spaced("10 millis") }
         )
-        yield* sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                   WHERE application_name = ${schema} AND pid <> pg_backend_pid()`
+        const killer = yield* Effect.fork(Effect.repeat(
+          sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+              WHERE application_name = ${schema} AND pid <> pg_backend_pid() AND state = 'active'`,
+          Schedule.spaced("5 millis")
+        ).pipe(Effect.ignore))
         const first = yield* Fiber.join(fiber)
+        yield* Fiber.interrupt(killer)
         assert.isTrue(Either.isLeft(first), "the first sync should have failed when its connections were killed")
         const mid = yield* assertConsistent
         assert.strictEqual(mid.sessionsWithWrongCount, 0)
