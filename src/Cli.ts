@@ -3,7 +3,7 @@
  */
 import { Args, Command, Options } from "@effect/cli"
 import { SqlClient } from "@effect/sql"
-import { Cause, Console, Effect, Option, Ref } from "effect"
+import { Cause, Console, Duration, Effect, Option, Ref } from "effect"
 import { formatConfigError, keyPrefix, redisConfig, syncConfig } from "./Config.js"
 import { DatabaseLive, RedisClientLive, SyncLive } from "./Layers.js"
 import { ensureLocalServices } from "./LocalServices.js"
@@ -70,6 +70,31 @@ const migrate = Command.make("migrate", {}, () =>
   }).pipe(Effect.provide(DatabaseLive), reportFailure)).pipe(
     Command.withDescription("Create or update the ledger and projection tables (every other command does it too)")
   )
+
+/**
+ * The daemon, for now in reconcile-only capture mode: migrations, a full sync at start, then a reconcile scan
+ * every SYNC_RECONCILE_INTERVAL until SIGTERM/SIGINT, which rolls back the batch in flight and closes the
+ * connections. Connection errors are retried forever with capped backoff.
+ */
+const start = Command.make("start", {}, () =>
+  Effect.gen(function*() {
+    const config = yield* syncConfig
+    const options = { ...defaultFullSyncOptions(retrySchedule(config.retryMaxDelay, Number.MAX_SAFE_INTEGER)), ...config }
+    yield* Effect.logInfo("Redis connection successful; PostgreSQL migrations applied")
+    yield* Effect.logInfo(`Capture mode: reconcile scans every ${Duration.format(config.reconcileInterval)}`)
+    const pass = (source: "startup" | "reconcile") =>
+      Effect.gen(function*() {
+        const progress = yield* Ref.make(zeroProgress(Date.now()))
+        const result = yield* fullSync(source, options, progress)
+        yield* Effect.logInfo(`${source === "startup" ? "Initial sync" : "Reconcile scan"} completed: ${progressLine(result, Date.now())}`)
+      }).pipe(Effect.catchAll((e) => Effect.logError(`${source} sync failed, will try again: ${e.message}`)))
+    yield* pass("startup")
+    return yield* Effect.forever(Effect.zipRight(Effect.sleep(config.reconcileInterval), pass("reconcile")))
+  }).pipe(
+    Effect.onInterrupt(() => Effect.logInfo("Shutting down: batch in flight rolled back, connections closed")),
+    Effect.provide(SyncLive),
+    reportFailure
+  )).pipe(Command.withDescription("Run the sync daemon (with no configuration: on throwaway local Redis and PostgreSQL)"))
 
 const json = Options.boolean("json").pipe(Options.withDescription("print the summary as one JSON object"))
 
@@ -167,7 +192,7 @@ const check = Command.make("check", {}, () =>
 
 const root = Command.make("redis-pg-sync", {}).pipe(
   Command.withDescription("Keeps chat sessions from Redis durably in PostgreSQL through an append-only ledger"),
-  Command.withSubcommands([sync, syncOne, check, migrate])
+  Command.withSubcommands([start, sync, syncOne, check, migrate])
 )
 
 const run = Command.run(root, { name: "redis-pg-sync", version: "0.1.0" })

@@ -71,6 +71,7 @@ export const syncConfig = Config.all({
   batchMessages: positive("SYNC_BATCH_MESSAGES", 5000, 1_000_000),
   writeConcurrency: positive("SYNC_WRITE_CONCURRENCY", 3, 32),
   retryMaxDelay: Config.duration("SYNC_RETRY_MAX_DELAY").pipe(Config.withDefault("10 seconds")),
+  reconcileInterval: Config.duration("SYNC_RECONCILE_INTERVAL").pipe(Config.withDefault("5 minutes")),
   pgMaxConnections: positive("PG_POOL_MAX", 10, 1000)
 })
 

@@ -7,7 +7,7 @@
  * nothing: every session-level write is guarded by `sessions.last_seq`, every insert is keyed.
  */
 import { createHash } from "node:crypto"
-import { type CommittedEvent, type GoneKind, MESSAGES_PER_EVENT, type SessionUpsertedPayload } from "./Events.js"
+import type { CommittedEvent, GoneKind, SessionUpsertedPayload } from "./Events.js"
 import { canonicalInteger } from "./Snapshot.js"
 
 export interface UserRow {
@@ -41,16 +41,18 @@ export interface StampRow {
   readonly stamps: Stamps
 }
 
-export interface MessageRow {
-  readonly id: number
-  readonly redisSessionId: string
-  readonly key: string
-  readonly ordinal: number
-  readonly senderUserId: string | null
-  readonly content: string | null
-  readonly sentAt: string | null
-  readonly extra: Readonly<Record<string, unknown>> | null
-  readonly seq: number
+/**
+ * The messages of `messages_appended` events are projected by PostgreSQL straight from the ledger rows (no
+ * second copy of every message crosses the wire): these are the events to expand and how to map their
+ * senders. A message's id is `seq * MESSAGES_PER_EVENT + its index in the event`.
+ */
+export interface AppendedMessages {
+  /** `seq` of every `messages_appended` event in the batch. */
+  readonly seqs: ReadonlyArray<number>
+  /** External sender id → `users.id`, for every sender named by those events. */
+  readonly senders: Readonly<Record<string, string>>
+  /** How many messages the events hold. */
+  readonly count: number
 }
 
 export interface TouchRow {
@@ -76,7 +78,7 @@ export interface RowChanges {
   readonly participants: ReadonlyArray<readonly [groupId: string, userId: string]>
   readonly sessionUpserts: ReadonlyArray<SessionUpsertRow>
   readonly stamps: ReadonlyArray<StampRow>
-  readonly messages: ReadonlyArray<MessageRow>
+  readonly appended: AppendedMessages
   readonly touches: ReadonlyArray<TouchRow>
   readonly rejections: ReadonlyArray<RejectionRow>
   /** Sessions accepted after a rejection: their `rejections` row goes if older than `seq`. */
@@ -133,7 +135,9 @@ export const project = (events: ReadonlyArray<CommittedEvent>): RowChanges => {
   const users = new Map<string, UserRow>()
   const groups = new Set<string>()
   const participants = new Map<string, readonly [string, string]>()
-  const messages: Array<MessageRow> = []
+  const appendedSeqs: Array<number> = []
+  const senders: Record<string, string> = {}
+  let appendedCount = 0
   const folds = new Map<string, Fold>()
   let maxSeq = 0
 
@@ -187,19 +191,12 @@ export const project = (events: ReadonlyArray<CommittedEvent>): RowChanges => {
       case "messages_appended": {
         const { group_id, messages: appended } = event.payload
         if (group_id !== null) groups.add(group_id)
-        appended.forEach((m, i) => {
-          messages.push({
-            id: event.seq * MESSAGES_PER_EVENT + i,
-            redisSessionId: sid,
-            key: m.key,
-            ordinal: m.ordinal,
-            senderUserId: addUser(m.sender, group_id),
-            content: m.content,
-            sentAt: m.sent_at,
-            extra: m.extra,
-            seq: event.seq
-          })
-        })
+        appendedSeqs.push(event.seq)
+        appendedCount += appended.length
+        for (const m of appended) {
+          const userId = addUser(m.sender, group_id)
+          if (m.sender !== null && userId !== null) senders[m.sender] = userId
+        }
         fold.touch = { redisSessionId: sid, seq: event.seq, recordedAt: event.recordedAt, snapshotHash: event.snapshotHash }
         fold.acceptedSeq = event.seq
         break
@@ -263,7 +260,7 @@ export const project = (events: ReadonlyArray<CommittedEvent>): RowChanges => {
     participants: Array.from(participants.values()),
     sessionUpserts,
     stamps,
-    messages,
+    appended: { seqs: appendedSeqs, senders, count: appendedCount },
     touches,
     rejections,
     accepted,

@@ -1,20 +1,22 @@
 /**
  * Writes `RowChanges` (from `core/Project.ts`) to the projection tables with set-based SQL: one statement per
- * table, whatever the number of rows. Each statement gets its rows as ONE JSON parameter, expanded by
- * `json_to_recordset` in PostgreSQL: one native `JSON.stringify` on our side, one C parser on theirs.
- * Runs inside the caller's transaction; idempotent (see `core/Project.ts`).
+ * table, whatever the number of rows. Session-level rows travel as ONE JSON parameter each (`json_to_recordset`);
+ * messages, the bulk of the data, are not sent again at all: PostgreSQL expands them from the ledger rows of
+ * the same transaction (`jsonb_array_elements` over `sync_log.payload`), so replaying the ledger projects them
+ * with the very same statement. Runs inside the caller's transaction; idempotent (see `core/Project.ts`).
  */
 import type { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
 import type { RowChanges } from "../core/Project.js"
 import { DEFAULT_GROUP_NAME } from "../core/Project.js"
+import { MESSAGES_PER_EVENT } from "../core/Events.js"
 
 const rows = (value: ReadonlyArray<object>): string => JSON.stringify(value)
 
 /** Applies the changes; returns how many message rows were inserted. */
 export const applyChanges = (sql: SqlClient.SqlClient, changes: RowChanges) =>
   Effect.gen(function*() {
-    const { users, groups, participants, sessionUpserts, stamps, messages, touches, rejections, accepted } = changes
+    const { users, groups, participants, sessionUpserts, stamps, appended, touches, rejections, accepted } = changes
     if (sessionUpserts.length > 0) {
       const json = rows(sessionUpserts.map((r) => ({
         id: r.id,
@@ -65,25 +67,18 @@ export const applyChanges = (sql: SqlClient.SqlClient, changes: RowChanges) =>
         WHERE s.redis_session_id = d.rsid AND s.last_seq < d.seq`
     }
     let inserted = 0
-    if (messages.length > 0) {
-      const json = rows(messages.map((m) => ({
-        id: m.id,
-        rsid: m.redisSessionId,
-        key: m.key,
-        ordinal: m.ordinal,
-        sender: m.senderUserId,
-        content: m.content,
-        sent_at: m.sentAt,
-        extra: m.extra,
-        seq: m.seq
-      })))
+    if (appended.seqs.length > 0) {
       const result = yield* sql<{ inserted: string }>`
         WITH ins AS (
           INSERT INTO messages (id, session_id, message_key, ordinal, sender_user_id, content, sent_at, extra, seq)
-          SELECT m.id, s.id, m.key, m.ordinal, m.sender, m.content, m.sent_at, m.extra, m.seq
-          FROM json_to_recordset(${json}::json) AS m(id bigint, rsid text, key text, ordinal int, sender bigint,
-            content text, sent_at timestamptz, extra jsonb, seq bigint)
-          JOIN sessions s ON s.redis_session_id = m.rsid
+          SELECT l.seq * ${MESSAGES_PER_EVENT} + e.idx - 1, s.id, e.m->>'key', (e.m->>'ordinal')::int, u.id::bigint,
+                 e.m->>'content', (e.m->>'sent_at')::timestamptz, NULLIF(e.m->'extra', 'null'::jsonb), l.seq
+          FROM sync_log l
+          CROSS JOIN LATERAL jsonb_array_elements(l.payload->'messages') WITH ORDINALITY AS e(m, idx)
+          JOIN sessions s ON s.redis_session_id = l.session_id
+          LEFT JOIN json_each_text(${JSON.stringify(appended.senders)}::json) AS u(external_id, id)
+            ON u.external_id = e.m->>'sender'
+          WHERE l.seq = ANY(${appended.seqs}::bigint[]) AND l.event_type = 'messages_appended'
           ON CONFLICT (message_key) DO NOTHING
           RETURNING session_id
         ), counts AS (

@@ -64,6 +64,35 @@ describe("full sync on real Redis and PostgreSQL", () => {
         assert.strictEqual(consistent.projectionLastSeq, consistent.ledgerLastSeq)
       }))
 
+    it.effect("messages are expanded from their ledger event: ids from seq, senders as users, extra kept", () =>
+      Effect.gen(function*() {
+        yield* put("expand", {
+          topic: "expand",
+          messages: [
+            { content: "first", sender_id: "alice", timestamp: "2025-06-01T10:00:00Z", id: "m-1", tokens: 3 },
+            { content: "second", sender_id: 2, timestamp: "2025-06-01T10:00:01+02:00" },
+            { content: "third", timestamp: "not a time" }
+          ]
+        })
+        yield* syncAll()
+        const events = (yield* ledger).filter((e) => e.session_id === "expand")
+        assert.deepStrictEqual(events.map((e) => e.event_type), ["session_upserted", "messages_appended"])
+        const seq = events[1]!.seq
+        const sql = yield* SqlClient.SqlClient
+        const rows = yield* sql<{ id: string; ordinal: number; sender_user_id: string | null; external_id: string | null; content: string; sent_at: Date | null; extra: unknown; seq: string }>`
+          SELECT m.id::text, m.ordinal, m.sender_user_id::text, u.external_id, m.content, m.sent_at, m.extra, m.seq::text
+          FROM messages m JOIN sessions s ON s.id = m.session_id LEFT JOIN users u ON u.id = m.sender_user_id
+          WHERE s.redis_session_id = 'expand' ORDER BY m.ordinal`
+        assert.deepStrictEqual(rows.map((r) => [r.id, r.ordinal, r.external_id, r.content, r.sent_at?.toISOString() ?? null, r.extra, r.seq]), [
+          [String(seq * 10_000), 0, "alice", "first", "2025-06-01T10:00:00.000Z", { id: "m-1", tokens: 3 }, String(seq)],
+          [String(seq * 10_000 + 1), 1, "2", "second", "2025-06-01T08:00:01.000Z", null, String(seq)],
+          [String(seq * 10_000 + 2), 2, null, "third", null, { timestamp: "not a time" }, String(seq)]
+        ])
+        assert.match(rows[0]!.sender_user_id!, /^-\d+$/)
+        const [session] = yield* sql<{ id: string }>`SELECT id::text FROM sessions WHERE redis_session_id = 'expand'`
+        assert.strictEqual(session!.id, String(events[0]!.seq))
+      }))
+
     it.effect("syncing unchanged data again appends nothing and changes no row", () =>
       Effect.gen(function*() {
         yield* put("again-1", { topic: "t", messages: [msg("a", 1, "2025-01-01T00:00:00Z")] })
