@@ -68,7 +68,7 @@ const positive = (name: string, fallback: number, max = 1_000_000) =>
 export const syncConfig = Config.all({
   scanCount: positive("SYNC_SCAN_COUNT", 1000, 100_000),
   batchSessions: positive("SYNC_BATCH_SIZE", 500, 10_000),
-  batchMessages: positive("SYNC_BATCH_MESSAGES", 5000, 1_000_000),
+  batchBytes: positive("SYNC_BATCH_BYTES", 1_000_000, 100_000_000),
   writeConcurrency: positive("SYNC_WRITE_CONCURRENCY", 3, 32),
   retryMaxDelay: Config.duration("SYNC_RETRY_MAX_DELAY").pipe(Config.withDefault("10 seconds")),
   reconcileInterval: Config.duration("SYNC_RECONCILE_INTERVAL").pipe(Config.withDefault("5 minutes")),

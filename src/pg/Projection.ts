@@ -66,36 +66,39 @@ export const applyChanges = (sql: SqlClient.SqlClient, changes: RowChanges) =>
           AS d(rsid text, seq bigint, expired_at timestamptz, deleted_at timestamptz, evicted_at timestamptz)
         WHERE s.redis_session_id = d.rsid AND s.last_seq < d.seq`
     }
-    let inserted = 0
-    if (appended.seqs.length > 0) {
-      const result = yield* sql<{ inserted: string }>`
-        WITH ins AS (
-          INSERT INTO messages (id, session_id, message_key, ordinal, sender_user_id, content, sent_at, extra, seq)
-          SELECT l.seq * ${MESSAGES_PER_EVENT} + e.idx - 1, s.id, e.m->>'key', (e.m->>'ordinal')::int, u.id::bigint,
-                 e.m->>'content', (e.m->>'sent_at')::timestamptz, NULLIF(e.m->'extra', 'null'::jsonb), l.seq
-          FROM sync_log l
-          CROSS JOIN LATERAL jsonb_array_elements(l.payload->'messages') WITH ORDINALITY AS e(m, idx)
-          JOIN sessions s ON s.redis_session_id = l.session_id
-          LEFT JOIN json_each_text(${JSON.stringify(appended.senders)}::json) AS u(external_id, id)
-            ON u.external_id = e.m->>'sender'
-          WHERE l.seq = ANY(${appended.seqs}::bigint[]) AND l.event_type = 'messages_appended'
-          ON CONFLICT (message_key) DO NOTHING
-          RETURNING session_id
-        ), counts AS (
-          SELECT session_id, count(*)::int AS n FROM ins GROUP BY session_id
-        ), bump AS (
-          UPDATE sessions s SET message_count = s.message_count + c.n FROM counts c WHERE s.id = c.session_id
-        )
-        SELECT COALESCE(sum(n), 0)::text AS inserted FROM counts`
-      inserted = Number(result[0]?.inserted ?? 0)
-    }
-    if (touches.length > 0) {
-      const json = rows(touches.map((t) => ({ rsid: t.redisSessionId, seq: t.seq, at: t.recordedAt, hash: t.snapshotHash })))
-      yield* sql`
-        UPDATE sessions s SET last_seq = d.seq, synced_at = d.at, snapshot_hash = COALESCE(d.hash, s.snapshot_hash)
-        FROM json_to_recordset(${json}::json) AS d(rsid text, seq bigint, at timestamptz, hash text)
-        WHERE s.redis_session_id = d.rsid AND s.last_seq <= d.seq`
-    }
+    // Messages, then one UPDATE per touched session: count, last seq, sync time and snapshot hash together.
+    const touched = rows(touches.map((t) => ({ rsid: t.redisSessionId, seq: t.seq, at: t.recordedAt, hash: t.snapshotHash })))
+    const insertMessages = appended.seqs.length === 0 ? sql`SELECT NULL::bigint AS session_id WHERE false` : sql`
+      INSERT INTO messages (id, session_id, message_key, ordinal, sender_user_id, content, sent_at, extra, seq)
+      SELECT l.seq * ${MESSAGES_PER_EVENT} + e.idx - 1, s.id, e.m->>'key', (e.m->>'ordinal')::int, u.id::bigint,
+             e.m->>'content', (e.m->>'sent_at')::timestamptz, NULLIF(e.m->'extra', 'null'::jsonb), l.seq
+      FROM sync_log l
+      CROSS JOIN LATERAL jsonb_array_elements(l.payload->'messages') WITH ORDINALITY AS e(m, idx)
+      JOIN sessions s ON s.redis_session_id = l.session_id
+      LEFT JOIN json_each_text(${JSON.stringify(appended.senders)}::json) AS u(external_id, id)
+        ON u.external_id = e.m->>'sender'
+      WHERE l.seq = ANY(${appended.seqs}::bigint[]) AND l.event_type = 'messages_appended'
+      ON CONFLICT (message_key) DO NOTHING
+      RETURNING session_id`
+    const result = touches.length === 0 ? [] : yield* sql<{ inserted: string }>`
+      WITH ins AS (${insertMessages}),
+      counts AS (SELECT session_id, count(*)::int AS n FROM ins GROUP BY session_id),
+      t AS (
+        SELECT s.id, d.seq, d.at, d.hash, COALESCE(c.n, 0) AS n
+        FROM json_to_recordset(${touched}::json) AS d(rsid text, seq bigint, at timestamptz, hash text)
+        JOIN sessions s ON s.redis_session_id = d.rsid
+        LEFT JOIN counts c ON c.session_id = s.id
+      ),
+      touch AS (
+        UPDATE sessions s SET
+          message_count = s.message_count + t.n,
+          last_seq = GREATEST(s.last_seq, t.seq),
+          synced_at = CASE WHEN t.seq >= s.last_seq THEN t.at ELSE s.synced_at END,
+          snapshot_hash = CASE WHEN t.seq >= s.last_seq THEN COALESCE(t.hash, s.snapshot_hash) ELSE s.snapshot_hash END
+        FROM t WHERE s.id = t.id AND (t.n > 0 OR t.seq >= s.last_seq)
+      )
+      SELECT COALESCE(sum(n), 0)::text AS inserted FROM counts`
+    const inserted = Number(result[0]?.inserted ?? 0)
     if (rejections.length > 0) {
       const json = rows(rejections.map((r) => ({
         rsid: r.redisSessionId,

@@ -1,15 +1,18 @@
 /**
  * Full sync: every session in Redis, read with SCAN and MGET page by page, skipped when its hash is the one
- * already synced (or rejected), decoded otherwise and written in batches, several in flight.
+ * the projection stands at, and otherwise decoded and written in batches, several in flight.
+ *
+ * Memory stays bounded whatever the number of keys: a page is only hashed when read (raw bytes, no decoding),
+ * and a batch is decoded just before its transaction, so decoded sessions exist only for the batches in
+ * flight.
  */
 import { Effect, Ref, Stream } from "effect"
-import type { Observation } from "../core/Decide.js"
 import type { Source } from "../core/Events.js"
 import type { PgError } from "../pg/PgError.js"
 import { SessionStore } from "../pg/SessionStore.js"
 import type { RedisError } from "../redis/RedisError.js"
 import { type RawSession, SessionSource } from "../redis/SessionSource.js"
-import { hashOf, observe, weight } from "./Observe.js"
+import { hashOf, observe } from "./Observe.js"
 import { type WriteOptions, writeBatch } from "./Writer.js"
 
 export interface FullSyncOptions extends WriteOptions {
@@ -17,8 +20,8 @@ export interface FullSyncOptions extends WriteOptions {
   readonly scanCount: number
   /** At most this many sessions in one transaction. */
   readonly batchSessions: number
-  /** A batch closes once it holds this many messages. */
-  readonly batchMessages: number
+  /** A batch closes once its raw values add up to this many bytes. */
+  readonly batchBytes: number
   /** Batches written at once, each on its own connection. */
   readonly writeConcurrency: number
 }
@@ -27,7 +30,7 @@ export const defaultFullSyncOptions = (retry: WriteOptions["retry"]): FullSyncOp
   retry,
   scanCount: 1000,
   batchSessions: 500,
-  batchMessages: 5000,
+  batchBytes: 1_000_000,
   writeConcurrency: 3
 })
 
@@ -57,51 +60,54 @@ export const zeroProgress = (startedAt: number): SyncProgress => ({
   startedAt
 })
 
-/** Splits observations into batches of at most `sessions` sessions and about `messages` messages. */
-export const toBatches = (
-  observations: ReadonlyArray<Observation>,
+/** A read whose hash differs from the standing one: to be decoded and written. */
+interface Changed {
+  readonly raw: RawSession
+  readonly hash: string
+}
+
+const sizeOf = (c: Changed) => (c.raw.value?.length ?? 0) + 100
+
+/** Splits changed reads into batches of at most `sessions` sessions and about `bytes` bytes of raw values. */
+export const toBatches = <A extends Changed>(
+  items: ReadonlyArray<A>,
   sessions: number,
-  messages: number
-): ReadonlyArray<ReadonlyArray<Observation>> => {
-  const batches: Array<Array<Observation>> = []
-  let current: Array<Observation> = []
-  let weightSoFar = 0
-  for (const o of observations) {
-    current.push(o)
-    weightSoFar += weight(o)
-    if (current.length >= sessions || weightSoFar >= messages) {
+  bytes: number
+): ReadonlyArray<ReadonlyArray<A>> => {
+  const batches: Array<Array<A>> = []
+  let current: Array<A> = []
+  let size = 0
+  for (const item of items) {
+    current.push(item)
+    size += sizeOf(item)
+    if (current.length >= sessions || size >= bytes) {
       batches.push(current)
       current = []
-      weightSoFar = 0
+      size = 0
     }
   }
   if (current.length > 0) batches.push(current)
   return batches
 }
 
-/** Turns a page of reads into the observations that may change something, counting the rest. */
+/** Keeps the reads of a page that may change something, counting the rest. */
 const screen = (page: ReadonlyArray<RawSession>, progress: Ref.Ref<SyncProgress>) =>
   Effect.gen(function*() {
     const store = yield* SessionStore
-    const hashes = page.map(hashOf)
-    const present = page.filter((_, i) => hashes[i] !== null)
-    const standing = yield* store.standingHashes(present.map((r) => r.sessionId))
-    const observations: Array<Observation> = []
-    page.forEach((raw, i) => {
-      const hash = hashes[i]!
-      if (hash === null) return
-      if (standing.get(raw.sessionId) === hash) return
-      const o = observe(raw, hash)
-      if (o !== null) observations.push(o)
-    })
-    const vanished = page.length - present.length
+    const present: Array<Changed> = []
+    for (const raw of page) {
+      const hash = hashOf(raw)
+      if (hash !== null) present.push({ raw, hash })
+    }
+    const standing = yield* store.standingHashes(present.map((c) => c.raw.sessionId))
+    const changed = present.filter((c) => standing.get(c.raw.sessionId) !== c.hash)
     yield* Ref.update(progress, (p) => ({
       ...p,
       scanned: p.scanned + page.length,
-      vanished: p.vanished + vanished,
-      unchanged: p.unchanged + present.length - observations.length
+      vanished: p.vanished + page.length - present.length,
+      unchanged: p.unchanged + present.length - changed.length
     }))
-    return observations
+    return changed
   })
 
 /**
@@ -117,12 +123,12 @@ export const fullSync = (
     const redis = yield* SessionSource
     yield* redis.scan(options.scanCount).pipe(
       Stream.mapEffect((ids) => redis.read(ids), { concurrency: 2 }),
-      Stream.mapEffect((page) => screen(page, progress), { concurrency: 2 }),
-      Stream.mapConcat((observations) => toBatches(observations, options.batchSessions, options.batchMessages)),
-      Stream.mapEffect((batch) => writeBatch(batch, source, options), {
-        concurrency: options.writeConcurrency,
-        unordered: true
-      }),
+      Stream.mapEffect((page) => screen(page, progress)),
+      Stream.mapConcat((changed) => toBatches(changed, options.batchSessions, options.batchBytes)),
+      Stream.mapEffect(
+        (batch) => writeBatch(batch.flatMap((c) => observe(c.raw, c.hash) ?? []), source, options),
+        { concurrency: options.writeConcurrency, unordered: true }
+      ),
       Stream.runForEach((r) =>
         Ref.update(progress, (p) => ({
           ...p,

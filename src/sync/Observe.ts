@@ -40,7 +40,3 @@ export const observe = (raw: RawSession, hash: string | null = hashOf(raw)): Obs
     length: text.length
   }
 }
-
-/** Number of messages an observation carries (for sizing batches). */
-export const weight = (o: Observation): number =>
-  o._tag === "Snapshot" && Either.isRight(o.decoded) ? o.decoded.right.messages.length + 1 : 1

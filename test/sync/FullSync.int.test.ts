@@ -20,7 +20,7 @@ describe("full sync on real Redis and PostgreSQL", () => {
       Effect.gen(function*() {
         for (const f of validFixtures) yield* put(`fx-${f.replace(".json", "")}`, fixture("sessions", f))
         for (const f of rejectedFixtures) yield* put(`fx-bad-${f.replace(".txt", "")}`, fixture("rejected", f))
-        const result = yield* syncAll({ batchSessions: 100, batchMessages: 100_000 })
+        const result = yield* syncAll({ batchSessions: 100, batchBytes: 10_000_000 })
         assert.strictEqual(result.changed, validFixtures.length)
         assert.strictEqual(result.rejected, rejectedFixtures.length)
         for (const f of validFixtures) {
