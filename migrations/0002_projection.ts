@@ -8,6 +8,11 @@
  * other only for the moment before commit. `messages.sender_user_id` names a `users.id` without a foreign key:
  * the writer inserts the user in the same transaction, and a per-row check (with its share lock on the few
  * hot user rows every batch names) cost 16 % of the full-sync time in `bench/full-sync`.
+ *
+ * A message key is unique within its session, `UNIQUE (session_id, message_key)`: since the key hashes the
+ * session id this is as unique as a global key, but its index grows at the right edge (session ids follow the
+ * ledger) instead of at random places: 2.4 times faster to maintain in our measurements. The same index serves
+ * loading a session's keys and reading its messages. Text keys use the "C" collation: byte order, no locale.
  */
 import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
@@ -17,7 +22,7 @@ export default Effect.gen(function*() {
   yield* sql`
     CREATE TABLE users (
       id bigint PRIMARY KEY,
-      external_id text NOT NULL UNIQUE,
+      external_id text COLLATE "C" NOT NULL UNIQUE,
       display_name text NOT NULL,
       email text,
       auto_created boolean NOT NULL DEFAULT true
@@ -37,7 +42,7 @@ export default Effect.gen(function*() {
   yield* sql`
     CREATE TABLE sessions (
       id bigint PRIMARY KEY,
-      redis_session_id text NOT NULL UNIQUE,
+      redis_session_id text COLLATE "C" NOT NULL UNIQUE,
       topic text,
       group_id bigint REFERENCES groups (id) DEFERRABLE INITIALLY DEFERRED,
       created_by_user_id bigint REFERENCES users (id) DEFERRABLE INITIALLY DEFERRED,
@@ -60,18 +65,18 @@ export default Effect.gen(function*() {
     CREATE TABLE messages (
       id bigint PRIMARY KEY,
       session_id bigint NOT NULL REFERENCES sessions (id),
-      message_key text NOT NULL UNIQUE,
+      message_key text COLLATE "C" NOT NULL,
       ordinal integer NOT NULL,
       sender_user_id bigint,
       content text,
       sent_at timestamptz,
       extra jsonb,
-      seq bigint NOT NULL
+      seq bigint NOT NULL,
+      UNIQUE (session_id, message_key)
     )`
-  yield* sql`CREATE INDEX messages_session_ordinal_idx ON messages (session_id, ordinal)`
   yield* sql`
     CREATE TABLE rejections (
-      redis_session_id text PRIMARY KEY,
+      redis_session_id text COLLATE "C" PRIMARY KEY,
       snapshot_hash text,
       reason text NOT NULL,
       seq bigint NOT NULL,

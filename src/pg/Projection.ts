@@ -78,7 +78,7 @@ export const applyChanges = (sql: SqlClient.SqlClient, changes: RowChanges) =>
       LEFT JOIN json_each_text(${JSON.stringify(appended.senders)}::json) AS u(external_id, id)
         ON u.external_id = e.m->>'sender'
       WHERE l.seq = ANY(${appended.seqs}::bigint[]) AND l.event_type = 'messages_appended'
-      ON CONFLICT (message_key) DO NOTHING
+      ON CONFLICT (session_id, message_key) DO NOTHING
       RETURNING session_id`
     const result = touches.length === 0 ? [] : yield* sql<{ inserted: string }>`
       WITH ins AS (${insertMessages}),
