@@ -21,11 +21,12 @@ export const messageKeys = (
   identities: ReadonlyArray<ReadonlyArray<unknown>>
 ): ReadonlyArray<string> => {
   const seen = new Map<string, number>()
+  const session = JSON.stringify(sessionId)
   return identities.map((identity) => {
     const tuple = JSON.stringify(identity)
     const occurrence = seen.get(tuple) ?? 0
     seen.set(tuple, occurrence + 1)
-    return digest(`${JSON.stringify(sessionId)}|${tuple}|${occurrence}`)
+    return digest(`${session}|${tuple}|${occurrence}`)
   })
 }
 

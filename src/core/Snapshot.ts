@@ -141,15 +141,19 @@ const instant = (
   return null
 }
 
-const decodeMessage = (
-  raw: unknown,
-  index: number,
-  warnings: Array<string>
-): Omit<SnapshotMessage, "key"> & { readonly identity: ReadonlyArray<unknown> } => {
-  const where = `messages[${index}]`
+interface DecodedMessage {
+  readonly sender: string | null
+  readonly content: string | null
+  readonly sentAt: Instant | null
+  readonly extra: Extra | null
+  /** The tuple that identifies the message, see `MessageKey.ts`. */
+  readonly identity: ReadonlyArray<unknown>
+}
+
+const decodeMessage = (raw: unknown, index: number, warnings: Array<string>): DecodedMessage => {
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
-    warnings.push(`${where}: ${describe(raw)} instead of an object; kept as its content`)
-    const content = text(raw, `${where}.content`, warnings)
+    warnings.push(`messages[${index}]: ${describe(raw)} instead of an object; kept as its content`)
+    const content = text(raw, `messages[${index}].content`, warnings)
     return { sender: null, content, sentAt: null, extra: null, identity: [null, null, content] }
   }
   const m = raw as Record<string, unknown>
@@ -158,21 +162,35 @@ const decodeMessage = (
     if (!MESSAGE_FIELDS.has(field)) keep(c, field, m[field])
   }
   let sender: string | null = null
-  if (m.sender_id !== undefined && m.sender_id !== null) {
-    const id = externalId(m.sender_id)
+  const senderId = m.sender_id
+  if (typeof senderId === "number" && Number.isSafeInteger(senderId)) {
+    sender = String(senderId)
+  } else if (senderId !== undefined && senderId !== null) {
+    const id = externalId(senderId)
     if (id === undefined) {
-      warnings.push(`${where}.sender_id: ${preview(m.sender_id)} is not an id; kept in extra`)
-      keep(c, "sender_id", m.sender_id)
+      warnings.push(`messages[${index}].sender_id: ${preview(senderId)} is not an id; kept in extra`)
+      keep(c, "sender_id", senderId)
     } else {
       sender = id
     }
   }
-  const content = text(m.content, `${where}.content`, warnings)
-  const sentAt = instant(m.timestamp, "timestamp", `${where}.timestamp`, c, warnings)
+  const rawContent = m.content
+  const content = typeof rawContent === "string" && !rawContent.includes("\u0000")
+    ? rawContent
+    : text(rawContent, `messages[${index}].content`, warnings)
+  const timestamp = m.timestamp
+  let sentAt: Instant | null = null
+  if (timestamp !== undefined && timestamp !== null) {
+    sentAt = normalizeTimestamp(timestamp) ?? null
+    if (sentAt === null) {
+      warnings.push(`messages[${index}].timestamp: ${preview(timestamp)} is not a time; kept in extra`)
+      keep(c, "timestamp", timestamp)
+    }
+  }
   const explicit = m.id ?? m.message_id
   const identity = explicit !== undefined && explicit !== null && typeof explicit !== "object"
     ? ["id", String(explicit)]
-    : [sender, m.timestamp ?? null, m.content ?? null]
+    : [sender, timestamp ?? null, rawContent ?? null]
   return { sender, content, sentAt, extra: c.extra, identity }
 }
 
@@ -234,6 +252,12 @@ export const decodeSnapshot = (sessionId: string, raw: string): Either.Either<Sn
   const rawMessages = (d.messages ?? []) as ReadonlyArray<unknown>
   const decoded = rawMessages.map((m, i) => decodeMessage(m, i, warnings))
   const keys = messageKeys(sessionId, decoded.map((m) => m.identity))
-  const messages = decoded.map(({ identity: _, ...m }, i): SnapshotMessage => ({ key: keys[i]!, ...m }))
+  const messages = decoded.map((m, i): SnapshotMessage => ({
+    key: keys[i]!,
+    sender: m.sender,
+    content: m.content,
+    sentAt: m.sentAt,
+    extra: m.extra
+  }))
   return Either.right({ sessionId, meta, messages, warnings })
 }

@@ -35,6 +35,13 @@ const fromEpochNumber = (n: number): Instant | undefined => {
 
 const pad2 = (n: number) => (n < 10 ? "0" : "") + n
 
+const daysInMonth = (year: number, month: number): number =>
+  month === 2
+    ? (year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0) ? 29 : 28)
+    : month === 4 || month === 6 || month === 9 || month === 11
+    ? 30
+    : 31
+
 const fromIsoString = (s: string): Instant | undefined => {
   const m = ISO.exec(s)
   if (m === null) return undefined
@@ -44,10 +51,10 @@ const fromIsoString = (s: string): Instant | undefined => {
   if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 59 || year < 1) {
     return undefined
   }
+  if (day > daysInMonth(year, month)) return undefined
   // Date.UTC maps years 0–99 to 1900–1999; shift such years by 400 (same calendar) and back.
   const shift = year < 100 ? 400 : 0
   const wholeMs = Date.UTC(year + shift, month - 1, day, hour, minute, second) - (shift ? 12_622_780_800_000 : 0)
-  if (new Date(wholeMs + (shift ? 12_622_780_800_000 : 0)).getUTCDate() !== day) return undefined
   let offsetMinutes = 0
   if (zone !== undefined && zone !== "Z" && zone !== "z" && zone !== "UTC") {
     const sign = zone[0] === "-" ? -1 : 1
