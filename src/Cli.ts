@@ -3,12 +3,11 @@
  */
 import { Args, Command, Options } from "@effect/cli"
 import { SqlClient } from "@effect/sql"
-import { Cause, Console, Duration, Effect, Option, Ref } from "effect"
+import { Cause, ConfigError, Console, Data, Duration, Effect, Option, Ref } from "effect"
 import { formatConfigError, keyPrefix, redisConfig, syncConfig } from "./Config.js"
 import { DatabaseLive, RedisClientLive, SyncLive } from "./Layers.js"
 import { ensureLocalServices } from "./LocalServices.js"
 import * as Database from "./pg/Database.js"
-import { classify } from "./pg/PgError.js"
 import * as RedisClient from "./redis/RedisClient.js"
 import { describe as describeRedis } from "./redis/RedisConnection.js"
 import { defaultFullSyncOptions, fullSync, type SyncProgress, zeroProgress } from "./sync/FullSync.js"
@@ -25,25 +24,28 @@ export const progressLine = (p: SyncProgress, now: number): string => {
     `(${fmt(p.scanned / secs)} sessions/s, ${fmt(p.messagesInserted / secs)} messages/s)`
 }
 
+/** A failure already explained to the person on stderr: exit 1 without printing it again. */
+class Reported extends Data.TaggedError("Reported")<{}> {}
+
+/** One line for a person, whatever failed: our tagged errors carry their message; configuration errors name the variable. */
+export const describeFailure = (error: unknown): string => {
+  if (ConfigError.isConfigError(error)) return `configuration: ${formatConfigError(error).replaceAll("\n", "; ")}`
+  if (typeof error === "object" && error !== null && "message" in error && typeof error.message === "string") {
+    return error.message
+  }
+  return String(error)
+}
+
 /** Turns any failure into a message a person can act on, printed on stderr, and a failed exit. */
-const reportFailure = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+const reportFailure = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, Reported, R> =>
   effect.pipe(
-    Effect.catchAllCause((cause) => {
-      if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
-      const error = Cause.squash(cause)
-      const text = (() => {
-        if (typeof error === "object" && error !== null && "_tag" in error) {
-          const e = error as { _tag: string; message?: string }
-          if (e._tag === "PgError" || e._tag === "RedisError") return e.message ?? String(error)
-          if (e._tag === "SqlError") return classify(error).message.length > 0 ? (e.message ?? "") : String(error)
-          if (["And", "Or", "MissingData", "InvalidData", "SourceUnavailable", "Unsupported"].includes(e._tag)) {
-            return `configuration:\n  ${formatConfigError(error as never).replaceAll("\n", "\n  ")}`
-          }
-        }
-        return error instanceof Error ? error.message : String(error)
-      })()
-      return Console.error(`redis-pg-sync: ${text}`).pipe(Effect.zipRight(Effect.failCause(Cause.empty as never)))
-    })
+    Effect.catchAllCause((cause) =>
+      Cause.isInterruptedOnly(cause)
+        ? Effect.interrupt
+        : Console.error(`redis-pg-sync: ${describeFailure(Cause.squash(cause))}`).pipe(
+          Effect.zipRight(Effect.fail(new Reported()))
+        )
+    )
   )
 
 /** Prints progress on a terminal every second while `effect` runs. */
@@ -169,7 +171,7 @@ const check = Command.make("check", {}, () =>
       }
     }).pipe(
       Effect.provide(RedisClientLive),
-      Effect.catchAll((e) => line(false, "Redis", `${"message" in e ? e.message : String(e)}`))
+      Effect.catchAll((e) => line(false, "Redis", describeFailure(e)))
     )
     yield* redisCheck
     const pgCheck = Effect.gen(function*() {
@@ -182,7 +184,7 @@ const check = Command.make("check", {}, () =>
         : line(false, "migrations", `${pending.join(", ")} not applied: run redis-pg-sync migrate`)
     }).pipe(
       Effect.provide(DatabaseLive),
-      Effect.catchAll((e) => line(false, "PostgreSQL", "message" in e ? e.message : formatConfigError(e as never)))
+      Effect.catchAll((e) => line(false, "PostgreSQL", describeFailure(e)))
     )
     yield* pgCheck
     if (failures > 0) return yield* Effect.fail(new Error(`${failures} check(s) failed`))

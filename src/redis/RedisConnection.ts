@@ -65,12 +65,17 @@ export const acquire = (
         const client = o.url !== undefined
           ? new Redis(Redacted.value(o.url), ioredisOptions(o, extra))
           : new Redis(ioredisOptions(o, extra))
-        client.on("error", () => {}) // failures surface through the commands; never crash on an 'error' event
+        // Failures surface through the commands; an 'error' event must never crash the process. The last one
+        // says why a connect failed better than ioredis' own "Connection is closed.".
+        let lastError: unknown
+        client.on("error", (e) => {
+          lastError = e
+        })
         try {
           await client.connect()
         } catch (e) {
           client.disconnect()
-          throw e
+          throw lastError ?? e
         }
         return client
       },

@@ -1,0 +1,45 @@
+import { assert, describe, it } from "@effect/vitest"
+import { ConfigProvider, Effect, Either, Redacted } from "effect"
+import { describeFailure } from "../../src/Cli.js"
+import { databaseUrl, pgSchema, redisConfig, syncConfig } from "../../src/Config.js"
+import { describeUrl } from "../../src/pg/Database.js"
+import { describe as describeRedis } from "../../src/redis/RedisConnection.js"
+
+const withEnv = (env: Record<string, string>) => Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env))))
+const failureOf = <A, E>(effect: Effect.Effect<A, E>, env: Record<string, string>) =>
+  effect.pipe(withEnv(env), Effect.either, Effect.map((r) => (Either.isLeft(r) ? describeFailure(r.left) : "no failure")))
+
+describe("configuration", () => {
+  it.effect("the seed's defaults: Redis on localhost:6379 db 0, schema public, 3 writers", () =>
+    Effect.gen(function*() {
+      const redis = yield* redisConfig.pipe(withEnv({}))
+      assert.deepStrictEqual(redis, { url: undefined, host: "localhost", port: 6379, db: 0, username: undefined, password: undefined })
+      assert.strictEqual(yield* pgSchema.pipe(withEnv({})), "public")
+      const sync = yield* syncConfig.pipe(withEnv({}))
+      assert.strictEqual(sync.writeConcurrency, 3)
+      assert.strictEqual(sync.batchSessions, 500)
+    }))
+
+  it.effect("a malformed value stops with a message naming the variable", () =>
+    Effect.gen(function*() {
+      assert.strictEqual(yield* failureOf(redisConfig, { REDIS_PORT: "abc" }), "configuration: REDIS_PORT: Expected a network port value but received \"abc\"")
+      assert.strictEqual(yield* failureOf(redisConfig, { REDIS_DB: "42" }), "configuration: REDIS_DB: expected a database number from 0 to 15")
+      assert.strictEqual(yield* failureOf(pgSchema, { PG_SCHEMA: "drop table;" }), "configuration: PG_SCHEMA: expected a schema name of letters, digits and _ (not starting with a digit, at most 63)")
+      assert.strictEqual(yield* failureOf(redisConfig, { REDIS_URL: "http://x" }), "configuration: REDIS_URL: expected a redis: or rediss: URL, got a http: one")
+      assert.strictEqual(yield* failureOf(databaseUrl, {}), "configuration: DATABASE_URL is not set")
+      assert.strictEqual(yield* failureOf(syncConfig, { SYNC_WRITE_CONCURRENCY: "0" }), "configuration: SYNC_WRITE_CONCURRENCY: expected a whole number from 1 to 32")
+    }))
+
+  it.effect("secrets never appear in errors or in what is logged", () =>
+    Effect.gen(function*() {
+      const error = yield* failureOf(databaseUrl, { DATABASE_URL: "mysql://app:s3cret@db/x" })
+      assert.notInclude(error, "s3cret")
+      assert.include(error, "DATABASE_URL")
+      const url = yield* databaseUrl.pipe(withEnv({ DATABASE_URL: "postgres://app:s3cret@db:5432/x" }))
+      assert.strictEqual(String(url), "<redacted>")
+      assert.strictEqual(describeUrl(url), "postgres://app:***@db:5432/x")
+      const redis = yield* redisConfig.pipe(withEnv({ REDIS_URL: "rediss://user:hunter2@cache:6380/2", REDIS_PASSWORD: "pw" }))
+      assert.strictEqual(describeRedis(redis), "rediss://user:***@cache:6380/2")
+      assert.strictEqual(describeRedis({ ...redis, url: undefined, password: Redacted.make("pw") }), "redis://localhost:6379/0")
+    }))
+})
