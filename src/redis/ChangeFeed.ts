@@ -235,7 +235,9 @@ export const expiringSoon = (
  * fail with `RedisError` (retry the whole start). After each reconnect, once the subscriptions are back (a PING
  * answered after them), `Resubscribed` is emitted. The handler only pushes into a buffer: it never blocks.
  */
-export const make = (options: ChangeFeedOptions): Effect.Effect<ChangeFeedShape, RedisError, RedisClient | Scope.Scope> =>
+export const make = (
+  options: ChangeFeedOptions
+): Effect.Effect<ChangeFeedShape, RedisError, RedisClient | Scope.Scope> =>
   Effect.gen(function*() {
     const { client, options: connection } = yield* RedisClient
     const notifications: NotificationStatus = options.notifications === false

@@ -3,16 +3,27 @@ import { Duration, Effect, Fiber, Queue, Schedule, Stream } from "effect"
 import { randomBytes } from "node:crypto"
 import * as ChangeFeed from "../../src/redis/ChangeFeed.js"
 import * as RedisClient from "../../src/redis/RedisClient.js"
+import type { Redis } from "ioredis"
 import { connectionOf, makeRedisEnv, RedisEnvTag, redisOnlyLayer } from "../support/RedisOnly.js"
 
 type Signal = ChangeFeed.ChangeSignal
 
 const env = makeRedisEnv("changefeed")
-const redis = <A>(what: string, f: (c: import("ioredis").Redis) => Promise<A>) => RedisClient.use(what, f).pipe(Effect.orDie)
+const redis = <A>(what: string, f: (c: Redis) => Promise<A>) => RedisClient.use(what, f).pipe(Effect.orDie)
 const uniq = () => randomBytes(3).toString("hex")
+const withTimeout = (duration: Duration.DurationInput, what: string) => <A, E, R>(self: Effect.Effect<A, E, R>) =>
+  self.pipe(
+    Effect.timeoutFail({ duration, onTimeout: () => new Error(`${what} within ${Duration.format(duration)}`) }),
+    Effect.orDie
+  )
 
 const changed = (sessionId: string, source: "keyspace" | "channel"): Signal => ({ _tag: "Changed", sessionId, source })
-const gone = (sessionId: string, kind: ChangeFeed.GoneKind): Signal => ({ _tag: "Gone", sessionId, kind, source: "keyspace" })
+const gone = (sessionId: string, kind: ChangeFeed.GoneKind): Signal => ({
+  _tag: "Gone",
+  sessionId,
+  kind,
+  source: "keyspace"
+})
 const about = (id: string) => (s: Signal) => s._tag !== "Resubscribed" && s.sessionId === id
 
 /** Starts a feed in the current scope and collects its signals; `until` returns everything up to a match. */
@@ -35,7 +46,7 @@ const startFeed = (options: Partial<ChangeFeed.ChangeFeedOptions> = {}) =>
           seen.push(s)
           if (match(s)) return seen
         }
-      }).pipe(Effect.timeoutFail({ duration: timeout, onTimeout: () => new Error(`no matching signal within ${Duration.format(timeout)}`) }), Effect.orDie)
+      }).pipe(withTimeout(timeout, "no matching signal"))
     const next = (match: (s: Signal) => boolean, timeout?: Duration.DurationInput) =>
       Effect.map(until(match, timeout), (seen) => seen[seen.length - 1]!)
     return { feed, connectionName, until, next }
@@ -46,7 +57,8 @@ const restrictedUser = (channels: boolean) =>
   Effect.gen(function*() {
     const name = `rps-test-${uniq()}`
     yield* Effect.acquireRelease(
-      redis("ACL SETUSER", (c) => c.acl("SETUSER", name, "on", ">pw", "~*", channels ? "&*" : "resetchannels", "+@all", "-config")),
+      redis("ACL SETUSER", (c) =>
+        c.acl("SETUSER", name, "on", ">pw", "~*", channels ? "&*" : "resetchannels", "+@all", "-config")),
       () => redis("ACL DELUSER", (c) => c.acl("DELUSER", name))
     )
     const url = new URL(env.redisUrl)
@@ -63,7 +75,8 @@ describe("ChangeFeed on a real Redis", () => {
         const first = yield* ChangeFeed.enableNotifications(client)
         assert.isTrue(first.enabled)
         assert.isUndefined(first.refusal)
-        const readBack = String(((yield* redis("CONFIG GET", (c) => c.config("GET", "notify-keyspace-events"))) as Array<string>)[1])
+        const reply = yield* redis("CONFIG GET", (c) => c.config("GET", "notify-keyspace-events"))
+        const readBack = String((reply as Array<string>)[1])
         const expanded = readBack.replace("A", "g$lshzxetd")
         for (const flag of ["K", "$", "g", "x", "e"]) assert.include(expanded, flag, `flags "${readBack}"`)
         const again = yield* ChangeFeed.enableNotifications(client)
@@ -136,7 +149,8 @@ describe("ChangeFeed on a real Redis", () => {
         yield* redis("PUBLISH", (c) => c.publish(env.channelPrefix + marker, "x"))
         const seen = yield* until(about(marker))
         for (const id of ids) {
-          expect(seen.filter(about(id))).toEqual([changed(id, "keyspace"), changed(id, "keyspace"), changed(id, "channel")])
+          const expected = [changed(id, "keyspace"), changed(id, "keyspace"), changed(id, "channel")]
+          expect(seen.filter(about(id))).toEqual(expected)
         }
       })))
 
@@ -154,14 +168,19 @@ describe("ChangeFeed on a real Redis", () => {
         const p = ChangeFeed.patterns(0, "chat:session:", "session_updated:")
         assert.strictEqual(p.keyspace, "__keyspace@0__:chat:session:*")
         assert.isUndefined(p.parse(p.keyspace, "__keyspace@0__:chat:other", "set"))
-        assert.deepStrictEqual(p.parse(p.keyspace, "__keyspace@0__:chat:session:a b", "evicted"), gone("a b", "evicted"))
-        assert.deepStrictEqual(p.parse(p.keyspace, "__keyspace@0__:chat:session:a", "rename_from"), gone("a", "deleted"))
-        assert.deepStrictEqual(p.parse(p.keyspace, "__keyspace@0__:chat:session:a", "rename_to"), changed("a", "keyspace"))
+        const ks = (key: string, event: string) => p.parse(p.keyspace, `__keyspace@0__:${key}`, event)
+        assert.deepStrictEqual(ks("chat:session:a b", "evicted"), gone("a b", "evicted"))
+        assert.deepStrictEqual(ks("chat:session:a", "rename_from"), gone("a", "deleted"))
+        assert.deepStrictEqual(ks("chat:session:a", "rename_to"), changed("a", "keyspace"))
+        assert.deepStrictEqual(p.parse(p.channel, "session_updated:a:b", "{}"), changed("a:b", "channel"))
       })))
 
     it.effect("CLIENT KILL TYPE pubsub: Resubscribed follows, and later events still arrive", () =>
       Effect.scoped(Effect.gen(function*() {
         const { connectionName, feed, next, until } = yield* startFeed()
+        const before = `m-${uniq()}`
+        yield* redis("PUBLISH", (c) => c.publish(env.channelPrefix + before, "x"))
+        assert.deepStrictEqual(yield* until(about(before)), [changed(before, "channel")]) // no Resubscribed at start
         const list = yield* redis("CLIENT LIST", (c) => c.call("CLIENT", "LIST", "TYPE", "pubsub") as Promise<string>)
         const line = list.split("\n").find((l) => l.includes(` name=${connectionName} `))
         assert.isDefined(line, list)
@@ -176,7 +195,8 @@ describe("ChangeFeed on a real Redis", () => {
         yield* redis("SETEX", (c) => c.setex(env.prefix + id, 60, "{}"))
         yield* redis("PUBLISH", (c) => c.publish(env.channelPrefix + id, "x"))
         assert.deepStrictEqual(yield* next(about(id)), changed(id, "keyspace"))
-        assert.deepStrictEqual(yield* next((s) => s._tag === "Changed" && s.sessionId === id && s.source === "channel"), changed(id, "channel"))
+        const fromChannel = (s: Signal) => s._tag === "Changed" && s.sessionId === id && s.source === "channel"
+        assert.deepStrictEqual(yield* next(fromChannel), changed(id, "channel"))
       })))
 
     it.effect("notifications disabled by option: channel+reconcile, channel signals only", () =>
@@ -192,10 +212,11 @@ describe("ChangeFeed on a real Redis", () => {
         assert.deepStrictEqual(yield* until(about(id)), [changed(id, "channel")])
       })))
 
-    it.effect("CONFIG refused (NOPERM) is reported, not failed: channel+reconcile; channels refused too: reconcile", () =>
+    it.effect("CONFIG refused (NOPERM) is reported, not failed: channel+reconcile; channels refused: reconcile", () =>
       Effect.scoped(Effect.gen(function*() {
         const noConfig = yield* restrictedUser(true)
-        const status = yield* Effect.flatMap(RedisClient.RedisClient, ({ client }) => ChangeFeed.enableNotifications(client)).pipe(
+        const status = yield* RedisClient.RedisClient.pipe(
+          Effect.flatMap(({ client }) => ChangeFeed.enableNotifications(client)),
           Effect.provide(RedisClient.layer(noConfig))
         )
         assert.isFalse(status.enabled)
@@ -239,7 +260,7 @@ describe("ChangeFeed on a real Redis", () => {
           const consumer = yield* feed.signals.pipe(Stream.runCollect, Effect.fork)
           return [connectionName, consumer] as const
         }))
-        yield* Fiber.join(consumer).pipe(Effect.timeoutFail({ duration: "2 seconds", onTimeout: () => new Error("stream did not end") }), Effect.orDie)
+        yield* Fiber.join(consumer).pipe(withTimeout("2 seconds", "the stream did not end"))
         const listed = redis("CLIENT LIST", (c) => c.call("CLIENT", "LIST") as Promise<string>).pipe(
           Effect.map((list) => list.includes(` name=${name} `))
         )

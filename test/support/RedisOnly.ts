@@ -20,7 +20,12 @@ export interface RedisEnv {
 
 export class RedisEnvTag extends Context.Tag("test/RedisEnv")<RedisEnvTag, RedisEnv>() {}
 
-export const connectionOf = (url: string): RedisConnectionOptions => ({ url: Redacted.make(url), host: "", port: 0, db: 0 })
+export const connectionOf = (url: string): RedisConnectionOptions => ({
+  url: Redacted.make(url),
+  host: "",
+  port: 0,
+  db: 0
+})
 
 export const makeRedisEnv = (name: string): RedisEnv => {
   const base = `test:${name}:${randomBytes(4).toString("hex")}:`
