@@ -10,19 +10,11 @@ import { ensureLocalServices } from "./LocalServices.js"
 import * as Database from "./pg/Database.js"
 import * as RedisClient from "./redis/RedisClient.js"
 import { describe as describeRedis } from "./redis/RedisConnection.js"
-import { defaultFullSyncOptions, fullSync, type SyncProgress, zeroProgress } from "./sync/FullSync.js"
+import { defaultFullSyncOptions, describeProgress, fullSync, type SyncProgress, zeroProgress } from "./sync/FullSync.js"
 import { syncSession } from "./sync/SyncSession.js"
 import { retrySchedule } from "./sync/Writer.js"
 
 const fmt = (n: number) => Math.round(n).toLocaleString("en-US")
-
-/** One line for a person: `12,000 scanned, 11,990 changed, 2 rejected, 239,800 messages (48,000 msg/s)`. */
-export const progressLine = (p: SyncProgress, now: number): string => {
-  const secs = Math.max((now - p.startedAt) / 1000, 0.001)
-  return `${fmt(p.scanned)} scanned, ${fmt(p.changed)} changed, ${fmt(p.unchanged)} unchanged, ` +
-    `${fmt(p.rejected)} rejected, ${fmt(p.messagesInserted)} messages inserted ` +
-    `(${fmt(p.scanned / secs)} sessions/s, ${fmt(p.messagesInserted / secs)} messages/s)`
-}
 
 /** A failure already explained to the person on stderr: exit 1 without printing it again. */
 class Reported extends Data.TaggedError("Reported")<{}> {}
@@ -52,7 +44,7 @@ const reportFailure = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A
 const withProgress = <A, E, R>(progress: Ref.Ref<SyncProgress>, effect: Effect.Effect<A, E, R>) => {
   if (!process.stderr.isTTY) return effect
   const tick = Effect.flatMap(Ref.get(progress), (p) =>
-    Effect.sync(() => process.stderr.write(`\r\x1b[K${progressLine(p, Date.now())}`)))
+    Effect.sync(() => process.stderr.write(`\r\x1b[K${describeProgress(p, Date.now())}`)))
   return Effect.zipLeft(
     effect.pipe(Effect.raceFirst(Effect.forever(Effect.zipRight(Effect.sleep("1 second"), tick)).pipe(Effect.as(undefined as never)))),
     Effect.sync(() => process.stderr.write("\r\x1b[K"))
@@ -88,7 +80,7 @@ const start = Command.make("start", {}, () =>
       Effect.gen(function*() {
         const progress = yield* Ref.make(zeroProgress(Date.now()))
         const result = yield* fullSync(source, options, progress)
-        yield* Effect.logInfo(`${source === "startup" ? "Initial sync" : "Reconcile scan"} completed: ${progressLine(result, Date.now())}`)
+        yield* Effect.logInfo(`${source === "startup" ? "Initial sync" : "Reconcile scan"} completed: ${describeProgress(result, Date.now())}`)
       }).pipe(Effect.catchAll((e) => Effect.logError(`${source} sync failed, will try again: ${e.message}`)))
     yield* pass("startup")
     return yield* Effect.forever(Effect.zipRight(Effect.sleep(config.reconcileInterval), pass("reconcile")))
@@ -112,7 +104,7 @@ const sync = Command.make("sync", { json }, ({ json }) =>
       const { startedAt: _, ...totals } = result
       return yield* Console.log(JSON.stringify({ ...totals, seconds, peakRssMb: Math.round(peakRssMb) }))
     }
-    yield* Console.log(`Manual sync completed in ${seconds.toFixed(1)} s: ${progressLine(result, Date.now())}` +
+    yield* Console.log(`Manual sync completed in ${seconds.toFixed(1)} s: ${describeProgress(result, Date.now())}` +
       (result.vanished > 0 ? `; ${fmt(result.vanished)} keys vanished while scanning` : "") +
       `; ledger at seq ${result.lastSeq || "unchanged"}; peak RSS ${fmt(peakRssMb)} MB`)
   }).pipe(Effect.provide(SyncLive), reportFailure)).pipe(

@@ -75,6 +75,18 @@ export const syncConfig = Config.all({
   pgMaxConnections: positive("PG_POOL_MAX", 10, 1000)
 })
 
+/** The live daemon (DESIGN §4). */
+export const liveConfig = Config.all({
+  batchSize: positive("SYNC_BATCH_SIZE", 500, 10_000),
+  batchWindow: Config.duration("SYNC_BATCH_WINDOW").pipe(Config.withDefault("100 millis")),
+  maxBatchesPerSecond: positive("SYNC_MAX_BATCHES_PER_SECOND", 50, 10_000),
+  maxPending: positive("SYNC_MAX_PENDING", 100_000, 100_000_000),
+  expirySweepWindow: Config.duration("SYNC_EXPIRY_SWEEP_WINDOW").pipe(Config.withDefault("2 minutes")),
+  shutdownTimeout: Config.duration("SYNC_SHUTDOWN_TIMEOUT").pipe(Config.withDefault("10 seconds")),
+  channelPrefix: Config.string("SYNC_CHANNEL_PREFIX").pipe(Config.withDefault("session_updated:")),
+  keyspaceNotifications: Config.boolean("SYNC_KEYSPACE_NOTIFICATIONS").pipe(Config.withDefault(true))
+})
+
 /** Variables whose absence, all together, means "no configuration": start throwaway local services. */
 export const CONNECTION_VARIABLES = ["REDIS_URL", "REDIS_HOST", "DATABASE_URL"] as const
 

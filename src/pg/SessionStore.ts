@@ -41,6 +41,12 @@ export const emptyBatch: BatchResult = {
   committed: []
 }
 
+/** The source of every event of a batch, or of each session's events. */
+export type SourceOf = Source | ((sessionId: string) => Source)
+
+const sourceFn = (source: SourceOf): (sessionId: string) => Source =>
+  typeof source === "function" ? source : () => source
+
 export class SessionStore extends Context.Tag("redis-pg-sync/pg/SessionStore")<SessionStore, {
   /** The standing hash of each given session that has one. */
   readonly standingHashes: (ids: ReadonlyArray<string>) => Effect.Effect<ReadonlyMap<string, StandingHash>, PgError>
@@ -48,7 +54,7 @@ export class SessionStore extends Context.Tag("redis-pg-sync/pg/SessionStore")<S
    * Decides, appends and projects one batch in one transaction. When several observations name one session,
    * the last wins. Fails with a `PgError`; the transaction is then rolled back whole.
    */
-  readonly apply: (observations: ReadonlyArray<Observation>, source: Source) => Effect.Effect<BatchResult, PgError>
+  readonly apply: (observations: ReadonlyArray<Observation>, source: SourceOf) => Effect.Effect<BatchResult, PgError>
 }>() {}
 
 interface StateRow {
@@ -129,7 +135,7 @@ export const make = Effect.gen(function*() {
       return states
     })
 
-  const append = (events: ReadonlyArray<SyncEvent>, source: Source) =>
+  const append = (events: ReadonlyArray<SyncEvent>, source: (sessionId: string) => Source) =>
     Effect.gen(function*() {
       const seqRows = yield* sql<{ seq: string; at: string }>`
         SELECT nextval(pg_get_serial_sequence('sync_log', 'seq'))::text AS seq,
@@ -143,18 +149,19 @@ export const make = Effect.gen(function*() {
         session_id: e.sessionId,
         event_type: e.type,
         payload: e.payload,
-        snapshot_hash: e.snapshotHash
+        snapshot_hash: e.snapshotHash,
+        source: source(e.sessionId)
       })))
       // jsonb_array_elements, not json_to_recordset: the latter re-parses every field by name and was 2–3 times
       // slower on ledger-sized payloads.
       yield* sql`
         INSERT INTO sync_log (seq, session_id, event_type, payload, source, snapshot_hash)
-        SELECT (e->>'seq')::bigint, e->>'session_id', e->>'event_type', e->'payload', ${source}, e->>'snapshot_hash'
+        SELECT (e->>'seq')::bigint, e->>'session_id', e->>'event_type', e->'payload', e->>'source', e->>'snapshot_hash'
         FROM jsonb_array_elements(${json}::jsonb) AS e`
       return committed
     })
 
-  const apply = (observations: ReadonlyArray<Observation>, source: Source) => {
+  const apply = (observations: ReadonlyArray<Observation>, source: SourceOf) => {
     const latest = Array.from(new Map(observations.map((o) => [o.sessionId, o])).values())
     if (latest.length === 0) return Effect.succeed(emptyBatch)
     return transaction(sql, Effect.gen(function*() {
@@ -162,7 +169,7 @@ export const make = Effect.gen(function*() {
       const states = yield* loadStates(latest)
       const events = latest.flatMap((o) => decide(o, states.get(o.sessionId) ?? { session: null, rejectedHash: null }))
       if (events.length === 0) return { ...emptyBatch, sessions: latest.length }
-      const committed = yield* append(events, source)
+      const committed = yield* append(events, sourceFn(source))
       const messagesInserted = yield* applyChanges(sql, project(committed))
       const changedSessions = new Set(committed.map((e) => e.sessionId))
       return {

@@ -60,6 +60,16 @@ export const zeroProgress = (startedAt: number): SyncProgress => ({
   startedAt
 })
 
+const fmt = (n: number) => Math.round(n).toLocaleString("en-US")
+
+/** One line for a person: `12,000 scanned, 11,990 changed, …, 239,800 messages inserted (… sessions/s, … messages/s)`. */
+export const describeProgress = (p: SyncProgress, now: number): string => {
+  const secs = Math.max((now - p.startedAt) / 1000, 0.001)
+  return `${fmt(p.scanned)} scanned, ${fmt(p.changed)} changed, ${fmt(p.unchanged)} unchanged, ` +
+    `${fmt(p.rejected)} rejected, ${fmt(p.messagesInserted)} messages inserted ` +
+    `(${fmt(p.scanned / secs)} sessions/s, ${fmt(p.messagesInserted / secs)} messages/s)`
+}
+
 /** A read whose hash differs from the standing one: to be decoded and written. */
 interface Changed {
   readonly raw: RawSession

@@ -98,7 +98,8 @@ export const retryBackoff = (
   const cap = Duration.decode(max)
   return Schedule.exponential(base, 2).pipe(
     Schedule.jittered,
-    Schedule.modifyDelay((d) => Duration.min(d, cap))
+    // The first argument is the schedule's output (the un-jittered delay); the second is the delay itself.
+    Schedule.modifyDelay((_, delay) => Duration.min(delay, cap))
   )
 }
 
@@ -277,9 +278,13 @@ export const make = <E extends SinkError, R>(
     })
 
     const annotate = Effect.annotateLogs({ service: "LivePipeline" })
-    const dispatcher = yield* Effect.forkScoped(annotate(dispatch(false)))
-    const reconcilerFiber = yield* Effect.forkScoped(annotate(reconciler))
-    const ticker = yield* Effect.forkScoped(
+    // `interruptible`: forked fibers inherit the interruptibility of the forking region, and `make` may run in
+    // an uninterruptible one (e.g. an acquire); the flushes they fork must stay interruptible for the timeout.
+    const background = <A>(effect: Effect.Effect<A, never, R>) =>
+      Effect.forkScoped(Effect.interruptible(annotate(effect)))
+    const dispatcher = yield* background(dispatch(false))
+    const reconcilerFiber = yield* background(reconciler)
+    const ticker = yield* background(
       Effect.schedule(Effect.sync(askReconcile), Schedule.spaced(options.reconcileInterval))
     )
 
@@ -297,7 +302,11 @@ export const make = <E extends SinkError, R>(
             if (inFlightBatches > 0) yield* wake.await
           }
           if (!paused) yield* dispatch(true)
-        }).pipe(Effect.timeoutOption(options.shutdownTimeout))
+        }).pipe(
+          // Finalizers run uninterruptibly: without this the timeout would wait for a flush retrying forever.
+          Effect.interruptible,
+          Effect.timeoutOption(options.shutdownTimeout)
+        )
         if (finished._tag === "None") {
           yield* Effect.logWarning(
             `shutdown timed out: ${inFlightBatches} batches in flight interrupted, ${dirty.size()} sessions left ` +

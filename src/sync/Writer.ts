@@ -5,15 +5,15 @@
  */
 import { Duration, Effect, Either, Schedule } from "effect"
 import type { Observation } from "../core/Decide.js"
-import type { Source } from "../core/Events.js"
 import type { PgError } from "../pg/PgError.js"
-import { type BatchResult, emptyBatch, SessionStore } from "../pg/SessionStore.js"
+import { type BatchResult, emptyBatch, SessionStore, type SourceOf } from "../pg/SessionStore.js"
 
 /** Backoff for connection errors: exponential from 200 ms, jittered, each delay capped at `maxDelay`. */
 export const retrySchedule = (maxDelay: Duration.DurationInput, attempts: number) =>
   Schedule.exponential("200 millis", 2).pipe(
     Schedule.jittered,
-    Schedule.modifyDelay((d) => (Duration.lessThan(d, Duration.decode(maxDelay)) ? d : Duration.decode(maxDelay))),
+    // modifyDelay passes (output, delay): cap the jittered delay, not the un-jittered output.
+    Schedule.modifyDelay((_, d) => Duration.min(d, Duration.decode(maxDelay))),
     Schedule.intersect(Schedule.recurs(attempts))
   )
 
@@ -40,7 +40,7 @@ export interface WriteOptions {
 /** Writes one batch; see the module doc for the error policy. */
 export const writeBatch = (
   observations: ReadonlyArray<Observation>,
-  source: Source,
+  source: SourceOf,
   options: WriteOptions
 ): Effect.Effect<BatchResult, PgError, SessionStore> =>
   Effect.gen(function*() {

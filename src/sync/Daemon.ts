@@ -1,0 +1,143 @@
+/**
+ * The live daemon (DESIGN §4): change signals from Redis (keyspace notifications, the application's
+ * `session_updated:*` channel) mark sessions dirty; the live pipeline batches, throttles and writes them;
+ * reconcile scans (at start, after every resubscription, every interval, on overflow) repair whatever pub/sub
+ * lost; a pre-expiry sweep writes sessions whose TTL is nearly out before Redis forgets them.
+ */
+import { Context, Duration, Effect, Layer, Ref, Schedule, Stream } from "effect"
+import type { GoneKind, Source } from "../core/Events.js"
+import type { Observation } from "../core/Decide.js"
+import { SessionStore } from "../pg/SessionStore.js"
+import * as ChangeFeed from "../redis/ChangeFeed.js"
+import { SessionSource } from "../redis/SessionSource.js"
+import { describeProgress, type FullSyncOptions, fullSync, zeroProgress } from "./FullSync.js"
+import * as LivePipeline from "./LivePipeline.js"
+import { observe } from "./Observe.js"
+import { writeBatch } from "./Writer.js"
+
+export interface DaemonOptions {
+  readonly keyPrefix: string
+  readonly channelPrefix: string
+  readonly keyspaceNotifications: boolean
+  readonly fullSync: FullSyncOptions
+  readonly pipeline: LivePipeline.LivePipelineOptions
+  readonly expirySweepWindow: Duration.DurationInput
+}
+
+export interface DaemonStatus {
+  readonly captureMode: ChangeFeed.CaptureMode
+  readonly notifications: string
+  readonly redisConnected: boolean
+  readonly pipeline: LivePipeline.PipelineStatus
+  /** Clock millis of the last change signal received, or null. */
+  readonly lastEventAt: number | null
+  readonly eventsReceived: Readonly<Record<"keyspace" | "channel", number>>
+}
+
+export class Daemon extends Context.Tag("redis-pg-sync/sync/Daemon")<Daemon, {
+  readonly status: Effect.Effect<DaemonStatus>
+  readonly pipeline: LivePipeline.Pipeline
+}>() {}
+
+/** A key found missing with no event saying how it left: sessions leave Redis by their TTL. */
+const DEFAULT_GONE: GoneKind = "expired"
+
+export const make = (options: DaemonOptions) =>
+  Effect.gen(function*() {
+    const redis = yield* SessionSource
+    const store = yield* SessionStore
+    const feed = yield* ChangeFeed.make({
+      keyPrefix: options.keyPrefix,
+      channelPrefix: options.channelPrefix,
+      notifications: options.keyspaceNotifications
+    })
+    yield* Effect.logInfo(`Redis connection successful; keyspace notifications: ${feed.notifications.detail}`)
+    yield* Effect.logInfo(`Capture mode: ${feed.mode}`)
+
+    // Where each dirty session was last heard of, for the ledger's `source`; bounded like the dirty set.
+    const heardFrom = new Map<string, Source>()
+    const lastEventAt = yield* Ref.make<number | null>(null)
+    const received = { keyspace: 0, channel: 0 }
+
+    const flush = (batch: ReadonlyArray<LivePipeline.DirtyEntry>) =>
+      Effect.gen(function*() {
+        const raws = yield* redis.read(batch.map((e) => e.sessionId))
+        const observations = raws.map((raw, i): Observation => {
+          const entry = batch[i]!
+          const o = observe(raw)
+          if (o !== null) return o
+          return { _tag: "Gone", sessionId: raw.sessionId, kind: entry.hint === "changed" ? DEFAULT_GONE : entry.hint }
+        })
+        const sources = new Map(batch.map((e) => [e.sessionId, heardFrom.get(e.sessionId) ?? "reconcile"] as const))
+        for (const e of batch) heardFrom.delete(e.sessionId)
+        const result = yield* writeBatch(observations, (id) => sources.get(id) ?? "reconcile", { retry: Schedule.stop })
+        if (result.events > 0) {
+          const changed = Array.from(new Set(result.committed.map((e) => e.sessionId)))
+          yield* Effect.logInfo(
+            `Successfully synced session ${changed.slice(0, 5).join(", ")}` +
+              (changed.length > 5 ? ` and ${changed.length - 5} more` : "") +
+              ` (${result.events} events, ${result.messagesInserted} messages, ledger seq ${result.lastSeq})`
+          )
+        }
+      }).pipe(Effect.provideService(SessionStore, store))
+
+    const reconcile = Effect.gen(function*() {
+      const progress = yield* Ref.make(zeroProgress(Date.now()))
+      const result = yield* fullSync("reconcile", options.fullSync, progress)
+      yield* Effect.logInfo(`Reconcile scan completed: ${describeProgress(result, Date.now())}`)
+    }).pipe(Effect.provideService(SessionSource, redis), Effect.provideService(SessionStore, store))
+
+    const pipeline = yield* LivePipeline.make(options.pipeline, { flush, reconcile })
+
+    const onSignal = (signal: ChangeFeed.ChangeSignal) =>
+      Effect.gen(function*() {
+        if (signal._tag === "Resubscribed") {
+          yield* Effect.logWarning("Redis subscriber reconnected: events may have been lost meanwhile, reconciling")
+          return yield* pipeline.requestReconcile
+        }
+        received[signal.source]++
+        if (heardFrom.size > options.pipeline.maxPending) heardFrom.clear()
+        heardFrom.set(signal.sessionId, signal.source)
+        yield* Ref.set(lastEventAt, Date.now())
+        pipeline.mark(signal.sessionId, signal._tag === "Gone" ? signal.kind : "changed")
+      })
+    yield* Effect.forkScoped(Stream.runForEach(feed.signals, onSignal))
+    yield* Effect.logInfo("Started Redis keyspace notification listener")
+
+    // Pre-expiry sweep: a session whose TTL is nearly out is written now, before Redis evicts it.
+    const window = Duration.decode(options.expirySweepWindow)
+    const sweep = feed.expiringSoon(window).pipe(
+      Effect.tap((ids) => Effect.sync(() => ids.forEach((id) => pipeline.mark(id, "changed")))),
+      Effect.catchAll((e) => Effect.logWarning(`pre-expiry sweep failed, will try again: ${e.message}`))
+    )
+    yield* Effect.forkScoped(Effect.repeat(sweep, Schedule.spaced(Duration.max(Duration.millis(Duration.toMillis(window) / 2), Duration.seconds(1)))))
+
+    // The start-up sync: everything that changed while the daemon was away.
+    yield* Effect.forkScoped(Effect.gen(function*() {
+      const progress = yield* Ref.make(zeroProgress(Date.now()))
+      const result = yield* fullSync("startup", options.fullSync, progress).pipe(
+        Effect.provideService(SessionSource, redis),
+        Effect.provideService(SessionStore, store),
+        Effect.retry(Schedule.spaced("5 seconds"))
+      )
+      yield* Effect.logInfo(`Initial sync completed: ${describeProgress(result, Date.now())}`)
+    }))
+
+    return Daemon.of({
+      pipeline,
+      status: Effect.gen(function*() {
+        return {
+          captureMode: feed.mode,
+          notifications: feed.notifications.detail,
+          redisConnected: yield* feed.connected,
+          pipeline: yield* pipeline.status,
+          lastEventAt: yield* Ref.get(lastEventAt),
+          eventsReceived: { ...received }
+        }
+      })
+    })
+  })
+
+/** The daemon as a layer: it runs while the layer's scope is open. */
+export const layer = (options: DaemonOptions) =>
+  Layer.scoped(Daemon, make(options))
