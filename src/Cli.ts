@@ -3,14 +3,15 @@
  */
 import { Args, Command, Options } from "@effect/cli"
 import { SqlClient } from "@effect/sql"
-import { Cause, ConfigError, Console, Data, Duration, Effect, Option, Ref } from "effect"
-import { formatConfigError, keyPrefix, redisConfig, syncConfig } from "./Config.js"
+import { Cause, ConfigError, Console, Data, Effect, Layer, Option, Ref } from "effect"
+import { formatConfigError, keyPrefix, liveConfig, redisConfig, syncConfig } from "./Config.js"
 import { DatabaseLive, RedisClientLive, SyncLive } from "./Layers.js"
 import { ensureLocalServices } from "./LocalServices.js"
 import * as Database from "./pg/Database.js"
 import * as RedisClient from "./redis/RedisClient.js"
 import { describe as describeRedis } from "./redis/RedisConnection.js"
 import { defaultFullSyncOptions, describeProgress, fullSync, type SyncProgress, zeroProgress } from "./sync/FullSync.js"
+import * as Daemon from "./sync/Daemon.js"
 import { syncSession } from "./sync/SyncSession.js"
 import { retrySchedule } from "./sync/Writer.js"
 
@@ -66,27 +67,36 @@ const migrate = Command.make("migrate", {}, () =>
   )
 
 /**
- * The daemon, for now in reconcile-only capture mode: migrations, a full sync at start, then a reconcile scan
- * every SYNC_RECONCILE_INTERVAL until SIGTERM/SIGINT, which rolls back the batch in flight and closes the
- * connections. Connection errors are retried forever with capped backoff.
+ * The daemon (DESIGN §4): migrations, then the live pipeline fed by keyspace notifications, the application's
+ * channel and reconcile scans, with a start-up full sync, until SIGTERM/SIGINT: intake stops, the batches in
+ * flight finish (within SYNC_SHUTDOWN_TIMEOUT), connections close, exit 0.
  */
 const start = Command.make("start", {}, () =>
   Effect.gen(function*() {
     const config = yield* syncConfig
-    const options = { ...defaultFullSyncOptions(retrySchedule(config.retryMaxDelay, Number.MAX_SAFE_INTEGER)), ...config }
-    yield* Effect.logInfo("Redis connection successful; PostgreSQL migrations applied")
-    yield* Effect.logInfo(`Capture mode: reconcile scans every ${Duration.format(config.reconcileInterval)}`)
-    const pass = (source: "startup" | "reconcile") =>
-      Effect.gen(function*() {
-        const progress = yield* Ref.make(zeroProgress(Date.now()))
-        const result = yield* fullSync(source, options, progress)
-        yield* Effect.logInfo(`${source === "startup" ? "Initial sync" : "Reconcile scan"} completed: ${describeProgress(result, Date.now())}`)
-      }).pipe(Effect.catchAll((e) => Effect.logError(`${source} sync failed, will try again: ${e.message}`)))
-    yield* pass("startup")
-    return yield* Effect.forever(Effect.zipRight(Effect.sleep(config.reconcileInterval), pass("reconcile")))
+    const live = yield* liveConfig
+    const prefix = yield* keyPrefix
+    const fullSyncOptions = { ...defaultFullSyncOptions(retrySchedule(config.retryMaxDelay, 10)), ...config }
+    const daemon = Daemon.layer({
+      keyPrefix: prefix,
+      channelPrefix: live.channelPrefix,
+      keyspaceNotifications: live.keyspaceNotifications,
+      expirySweepWindow: live.expirySweepWindow,
+      fullSync: fullSyncOptions,
+      pipeline: {
+        batchSize: live.batchSize,
+        batchWindow: live.batchWindow,
+        maxBatchesPerSecond: live.maxBatchesPerSecond,
+        concurrency: config.writeConcurrency,
+        maxPending: live.maxPending,
+        retryMaxDelay: config.retryMaxDelay,
+        reconcileInterval: config.reconcileInterval,
+        shutdownTimeout: live.shutdownTimeout
+      }
+    })
+    return yield* Layer.launch(daemon.pipe(Layer.provide(SyncLive)))
   }).pipe(
-    Effect.onInterrupt(() => Effect.logInfo("Shutting down: batch in flight rolled back, connections closed")),
-    Effect.provide(SyncLive),
+    Effect.onInterrupt(() => Effect.logInfo("Stopped: batches in flight finished, connections closed")),
     reportFailure
   )).pipe(Command.withDescription("Run the sync daemon (with no configuration: on throwaway local Redis and PostgreSQL)"))
 

@@ -55,6 +55,11 @@ export class SessionStore extends Context.Tag("redis-pg-sync/pg/SessionStore")<S
    * the last wins. Fails with a `PgError`; the transaction is then rolled back whole.
    */
   readonly apply: (observations: ReadonlyArray<Observation>, source: SourceOf) => Effect.Effect<BatchResult, PgError>
+  /** A page of sessions the projection believes are still in Redis, by `id` after `afterId`. */
+  readonly present: (
+    afterId: string,
+    limit: number
+  ) => Effect.Effect<ReadonlyArray<{ readonly id: string; readonly sessionId: string }>, PgError>
 }>() {}
 
 interface StateRow {
@@ -185,7 +190,13 @@ export const make = Effect.gen(function*() {
     })).pipe(Effect.withSpan("SessionStore.apply"))
   }
 
-  return SessionStore.of({ standingHashes, apply })
+  const present = (afterId: string, limit: number) =>
+    sql<{ id: string; sessionId: string }>`
+      SELECT id::text AS id, redis_session_id AS "sessionId" FROM sessions
+      WHERE id > ${afterId}::bigint AND expired_at IS NULL AND deleted_at IS NULL AND evicted_at IS NULL
+      ORDER BY id LIMIT ${limit}`.pipe(Effect.mapError(classify))
+
+  return SessionStore.of({ standingHashes, apply, present })
 })
 
 /** The PostgreSQL store; needs a `SqlClient` whose search path is the projection's schema. */

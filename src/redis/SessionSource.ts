@@ -20,6 +20,8 @@ export class SessionSource extends Context.Tag("redis-pg-sync/redis/SessionSourc
   readonly scan: (count: number) => Stream.Stream<ReadonlyArray<string>, RedisError>
   /** The values of the given sessions, in order. */
   readonly read: (ids: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<RawSession>, RedisError>
+  /** Which of the given sessions still have a key, in order (cheap: no values are read). */
+  readonly exists: (ids: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<boolean>, RedisError>
 }>() {}
 
 /** Escapes glob characters so a key prefix matches itself only. */
@@ -63,7 +65,23 @@ export const make = (client: Redis, prefix: string) => {
       catch: (cause) => fromCause(cause, "reading sessions failed")
     })
 
-  return SessionSource.of({ scan, read })
+  const exists = (ids: ReadonlyArray<string>) =>
+    Effect.tryPromise({
+      try: async (): Promise<ReadonlyArray<boolean>> => {
+        if (ids.length === 0) return []
+        const pipeline = client.pipeline()
+        for (const id of ids) pipeline.exists(prefix + id)
+        const replies = (await pipeline.exec()) ?? []
+        return ids.map((_, i) => {
+          const [err, n] = replies[i] ?? [null, 0]
+          if (err) throw err
+          return Number(n) > 0
+        })
+      },
+      catch: (cause) => fromCause(cause, "EXISTS failed")
+    })
+
+  return SessionSource.of({ scan, read, exists })
 }
 
 /** In-memory source over `entries` (session id → value), which the test may change between calls. */
@@ -86,6 +104,7 @@ export const layerMemory = (entries: Map<string, string>) =>
               ? { sessionId, value: null, redisType: "none" }
               : { sessionId, value: Buffer.from(v), redisType: "string" }
           })
-        )
+        ),
+      exists: (ids) => Effect.sync(() => ids.map((id) => entries.has(id)))
     })
   )

@@ -22,6 +22,8 @@ export interface DaemonOptions {
   readonly fullSync: FullSyncOptions
   readonly pipeline: LivePipeline.LivePipelineOptions
   readonly expirySweepWindow: Duration.DurationInput
+  /** CLIENT SETNAME of the subscriber connection (default `redis-pg-sync:changes`). */
+  readonly connectionName?: string
 }
 
 export interface DaemonStatus {
@@ -32,6 +34,8 @@ export interface DaemonStatus {
   /** Clock millis of the last change signal received, or null. */
   readonly lastEventAt: number | null
   readonly eventsReceived: Readonly<Record<"keyspace" | "channel", number>>
+  /** Whether the start-up full sync has completed. */
+  readonly startupSyncDone: boolean
 }
 
 export class Daemon extends Context.Tag("redis-pg-sync/sync/Daemon")<Daemon, {
@@ -49,7 +53,8 @@ export const make = (options: DaemonOptions) =>
     const feed = yield* ChangeFeed.make({
       keyPrefix: options.keyPrefix,
       channelPrefix: options.channelPrefix,
-      notifications: options.keyspaceNotifications
+      notifications: options.keyspaceNotifications,
+      connectionName: options.connectionName
     })
     yield* Effect.logInfo(`Redis connection successful; keyspace notifications: ${feed.notifications.detail}`)
     yield* Effect.logInfo(`Capture mode: ${feed.mode}`)
@@ -58,6 +63,7 @@ export const make = (options: DaemonOptions) =>
     const heardFrom = new Map<string, Source>()
     const lastEventAt = yield* Ref.make<number | null>(null)
     const received = { keyspace: 0, channel: 0 }
+    const startupSyncDone = yield* Ref.make(false)
 
     const flush = (batch: ReadonlyArray<LivePipeline.DirtyEntry>) =>
       Effect.gen(function*() {
@@ -120,6 +126,7 @@ export const make = (options: DaemonOptions) =>
         Effect.provideService(SessionStore, store),
         Effect.retry(Schedule.spaced("5 seconds"))
       )
+      yield* Ref.set(startupSyncDone, true)
       yield* Effect.logInfo(`Initial sync completed: ${describeProgress(result, Date.now())}`)
     }))
 
@@ -132,7 +139,8 @@ export const make = (options: DaemonOptions) =>
           redisConnected: yield* feed.connected,
           pipeline: yield* pipeline.status,
           lastEventAt: yield* Ref.get(lastEventAt),
-          eventsReceived: { ...received }
+          eventsReceived: { ...received },
+          startupSyncDone: yield* Ref.get(startupSyncDone)
         }
       })
     })

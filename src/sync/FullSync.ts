@@ -42,6 +42,8 @@ export interface SyncProgress {
   readonly rejected: number
   /** Keys that SCAN listed but were gone when read. */
   readonly vanished: number
+  /** Sessions the projection held as present whose key had left Redis: recorded as expired. */
+  readonly departed: number
   readonly events: number
   readonly messagesInserted: number
   readonly lastSeq: number
@@ -54,6 +56,7 @@ export const zeroProgress = (startedAt: number): SyncProgress => ({
   changed: 0,
   rejected: 0,
   vanished: 0,
+  departed: 0,
   events: 0,
   messagesInserted: 0,
   lastSeq: 0,
@@ -66,7 +69,8 @@ const fmt = (n: number) => Math.round(n).toLocaleString("en-US")
 export const describeProgress = (p: SyncProgress, now: number): string => {
   const secs = Math.max((now - p.startedAt) / 1000, 0.001)
   return `${fmt(p.scanned)} scanned, ${fmt(p.changed)} changed, ${fmt(p.unchanged)} unchanged, ` +
-    `${fmt(p.rejected)} rejected, ${fmt(p.messagesInserted)} messages inserted ` +
+    `${fmt(p.rejected)} rejected, ${p.departed > 0 ? `${fmt(p.departed)} gone from Redis, ` : ""}` +
+    `${fmt(p.messagesInserted)} messages inserted ` +
     `(${fmt(p.scanned / secs)} sessions/s, ${fmt(p.messagesInserted / secs)} messages/s)`
 }
 
@@ -151,5 +155,39 @@ export const fullSync = (
         }))
       )
     )
+    yield* sweepDeparted(source, options, progress)
     return yield* Ref.get(progress)
   }).pipe(Effect.withSpan("FullSync.run"))
+
+/**
+ * Sessions whose key left Redis while no event said so (pub/sub lost it, or keyspace notifications are off):
+ * page through the sessions the projection holds as present, ask Redis which keys still exist (EXISTS, no
+ * values), and record the missing ones as expired — sessions leave Redis by their TTL. Under the session's lock
+ * `decide` records each departure once.
+ */
+const sweepDeparted = (source: Source, options: FullSyncOptions, progress: Ref.Ref<SyncProgress>) =>
+  Effect.gen(function*() {
+    const redis = yield* SessionSource
+    const store = yield* SessionStore
+    let after = "0"
+    while (true) {
+      const page = yield* store.present(after, options.scanCount)
+      if (page.length === 0) return
+      after = page[page.length - 1]!.id
+      const exists = yield* redis.exists(page.map((s) => s.sessionId))
+      const gone = page.filter((_, i) => !exists[i])
+      if (gone.length > 0) {
+        const result = yield* writeBatch(
+          gone.map((s) => ({ _tag: "Gone", sessionId: s.sessionId, kind: "expired" }) as const),
+          source,
+          options
+        )
+        yield* Ref.update(progress, (p) => ({
+          ...p,
+          departed: p.departed + result.gone,
+          events: p.events + result.events,
+          lastSeq: Math.max(p.lastSeq, result.lastSeq)
+        }))
+      }
+    }
+  })

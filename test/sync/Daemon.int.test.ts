@@ -1,0 +1,160 @@
+import { SqlClient } from "@effect/sql"
+import { assert, describe, layer } from "@effect/vitest"
+import { Duration, Effect, Layer, Redacted, Schedule } from "effect"
+import * as Database from "../../src/pg/Database.js"
+import * as SessionStore from "../../src/pg/SessionStore.js"
+import * as RedisClient from "../../src/redis/RedisClient.js"
+import * as Daemon from "../../src/sync/Daemon.js"
+import { defaultFullSyncOptions } from "../../src/sync/FullSync.js"
+import { ledger, messagesOf } from "../support/Data.js"
+import { makeTestEnv, serversLayer, TestEnvTag, testWriteOptions } from "../support/Servers.js"
+import * as TcpProxy from "../support/TcpProxy.js"
+
+const msg = (content: string, sender: number, timestamp: string) => ({ content, sender_id: sender, timestamp })
+
+/** Polls `effect` every 50 ms until `done` holds, failing after `within`. */
+const eventually = <A, E, R>(effect: Effect.Effect<A, E, R>, done: (a: A) => boolean, within: Duration.DurationInput = "10 seconds") =>
+  effect.pipe(
+    Effect.repeat({ until: done, schedule: Schedule.spaced("50 millis") }),
+    Effect.timeoutFail({ duration: within, onTimeout: () => new Error(`condition not met within ${Duration.format(Duration.decode(within))}`) })
+  )
+
+const daemonOptions = (overrides: Partial<Daemon.DaemonOptions> & { name: string }) =>
+  Effect.map(TestEnvTag, (env): Daemon.DaemonOptions => ({
+    keyPrefix: env.prefix,
+    channelPrefix: `${env.prefix}updated:`,
+    keyspaceNotifications: true,
+    expirySweepWindow: "1 minute",
+    connectionName: `rps-test-${overrides.name}`,
+    fullSync: { ...defaultFullSyncOptions(testWriteOptions.retry), scanCount: 100 },
+    pipeline: {
+      batchSize: 100,
+      batchWindow: "20 millis",
+      maxBatchesPerSecond: 100,
+      concurrency: 2,
+      maxPending: 10_000,
+      retryBaseDelay: "100 millis",
+      retryMaxDelay: "500 millis",
+      reconcileInterval: "1 hour",
+      shutdownTimeout: "5 seconds"
+    },
+    ...overrides
+  }))
+
+/** The app's way: GET the document, append a message, SETEX it back, PUBLISH its id. */
+const appendTheAppsWay = (id: string, message: object) =>
+  Effect.gen(function*() {
+    const { prefix } = yield* TestEnvTag
+    const raw = yield* RedisClient.use("GET", (c) => c.get(prefix + id))
+    const doc = raw === null ? { session_id: id, topic: "app", messages: [] as Array<object> } : JSON.parse(raw)
+    doc.messages.push(message)
+    yield* RedisClient.use("SETEX", (c) => c.setex(prefix + id, 86400, JSON.stringify(doc)))
+    yield* RedisClient.use("PUBLISH", (c) => c.publish(`${prefix}updated:${id}`, id))
+  })
+
+const countOf = (id: string) => Effect.map(messagesOf(id), (rows) => rows.length)
+
+describe("the live daemon on real Redis and PostgreSQL", () => {
+  layer(serversLayer(makeTestEnv("daemon")), { timeout: "60 seconds", excludeTestServices: true })((it) => {
+    it.effect("a message appended the app's way (GET, append, SETEX, PUBLISH) reaches PostgreSQL", () =>
+      Effect.scoped(Effect.gen(function*() {
+        yield* Daemon.make(yield* daemonOptions({ name: "app-way" }))
+        yield* appendTheAppsWay("live-1", msg("hello", 1, "2025-06-01T10:00:00Z"))
+        yield* eventually(countOf("live-1"), (n) => n === 1)
+        yield* appendTheAppsWay("live-1", msg("how are you?", 2, "2025-06-01T10:00:01Z"))
+        yield* eventually(countOf("live-1"), (n) => n === 2)
+        const events = (yield* ledger).filter((e) => e.session_id === "live-1")
+        assert.includeMembers(["keyspace", "channel"], events.map((e) => e.source))
+      })))
+
+    it.effect("with keyspace notifications off the channel path syncs", () =>
+      Effect.scoped(Effect.gen(function*() {
+        const daemon = yield* Daemon.make(yield* daemonOptions({ name: "channel-only", keyspaceNotifications: false }))
+        assert.strictEqual((yield* daemon.status).captureMode, "channel+reconcile")
+        yield* appendTheAppsWay("chan-1", msg("via channel", 1, "2025-06-01T10:00:00Z"))
+        yield* eventually(countOf("chan-1"), (n) => n === 1)
+        const events = (yield* ledger).filter((e) => e.session_id === "chan-1")
+        assert.deepStrictEqual(Array.from(new Set(events.map((e) => e.source))), ["channel"])
+      })))
+
+    it.effect("with notifications and channel both off, the reconcile scan syncs and finds departures", () =>
+      Effect.scoped(Effect.gen(function*() {
+        const { prefix } = yield* TestEnvTag
+        const daemon = yield* Daemon.make(yield* daemonOptions({ name: "reconcile-only", keyspaceNotifications: false, channelPrefix: "nobody-publishes-here:" }))
+        yield* eventually(daemon.status, (s) => s.startupSyncDone)
+        yield* RedisClient.use("SET", (c) => c.set(prefix + "quiet-1", JSON.stringify({ topic: "quiet", messages: [msg("silent", 1, "2025-06-01T10:00:00Z")] })))
+        yield* Effect.sleep("300 millis")
+        assert.strictEqual(yield* countOf("quiet-1"), 0)
+        yield* daemon.pipeline.requestReconcile
+        yield* eventually(countOf("quiet-1"), (n) => n === 1)
+        yield* RedisClient.use("DEL", (c) => c.del(prefix + "quiet-1"))
+        yield* daemon.pipeline.requestReconcile
+        yield* eventually(Effect.map(ledger, (l) => l.filter((e) => e.session_id === "quiet-1").map((e) => e.event_type)), (types) => types.includes("session_expired"))
+      })))
+
+    it.effect("writes made while the subscriber is disconnected arrive after it reconnects", () =>
+      Effect.scoped(Effect.gen(function*() {
+        const { prefix } = yield* TestEnvTag
+        yield* Daemon.make(yield* daemonOptions({ name: "killed-sub" }))
+        yield* appendTheAppsWay("kill-1", msg("before", 1, "2025-06-01T10:00:00Z"))
+        yield* eventually(countOf("kill-1"), (n) => n === 1)
+        const clients = yield* RedisClient.use("CLIENT LIST", (c) => c.client("LIST") as Promise<string>)
+        const id = /id=(\d+) [^\n]*name=rps-test-killed-sub/.exec(clients)?.[1]
+        assert.isDefined(id)
+        yield* RedisClient.use("CLIENT KILL", (c) => c.call("CLIENT", "KILL", "ID", id!) as Promise<unknown>)
+        // Written while the subscriber is gone: its events are lost, the reconcile after the reconnect finds them.
+        yield* RedisClient.use("SET", (c) => c.set(prefix + "kill-2", JSON.stringify({ topic: "lost event", messages: [msg("written blind", 2, "2025-06-01T10:00:01Z")] })))
+        yield* eventually(countOf("kill-2"), (n) => n === 1)
+      })))
+
+    it.effect("DEL and an expiring key become session_deleted and session_expired", () =>
+      Effect.scoped(Effect.gen(function*() {
+        const { prefix } = yield* TestEnvTag
+        yield* Daemon.make(yield* daemonOptions({ name: "gone" }))
+        yield* appendTheAppsWay("del-1", msg("bye", 1, "2025-06-01T10:00:00Z"))
+        yield* appendTheAppsWay("exp-1", msg("soon gone", 1, "2025-06-01T10:00:00Z"))
+        yield* eventually(Effect.zipWith(countOf("del-1"), countOf("exp-1"), (a, b) => a + b), (n) => n === 2)
+        yield* RedisClient.use("DEL", (c) => c.del(prefix + "del-1"))
+        yield* RedisClient.use("PEXPIRE", (c) => c.pexpire(prefix + "exp-1", 300))
+        const typesOf = (id: string) => Effect.map(ledger, (l) => l.filter((e) => e.session_id === id).map((e) => e.event_type))
+        yield* eventually(typesOf("del-1"), (t) => t.includes("session_deleted"))
+        yield* eventually(typesOf("exp-1"), (t) => t.includes("session_expired"))
+        const sql = yield* SqlClient.SqlClient
+        const rows = yield* sql<{ redis_session_id: string; deleted: boolean; expired: boolean; n: number }>`
+          SELECT redis_session_id, deleted_at IS NOT NULL AS deleted, expired_at IS NOT NULL AS expired, message_count AS n
+          FROM sessions WHERE redis_session_id IN ('del-1', 'exp-1') ORDER BY 1`
+        assert.deepStrictEqual(rows.map((r) => ({ ...r })), [
+          { redis_session_id: "del-1", deleted: true, expired: false, n: 1 },
+          { redis_session_id: "exp-1", deleted: false, expired: true, n: 1 }
+        ])
+      })))
+
+    it.effect("PostgreSQL unreachable for 5 s mid-stream loses nothing; the daemon reads degraded meanwhile", () =>
+      Effect.scoped(Effect.gen(function*() {
+        const env = yield* TestEnvTag
+        const pg = new URL(env.databaseUrl)
+        const proxy = yield* TcpProxy.make(pg.hostname, Number(pg.port))
+        const viaProxy = new URL(env.databaseUrl)
+        viaProxy.port = String(proxy.port)
+        const store = yield* Layer.build(SessionStore.layer.pipe(Layer.provide(
+          Database.layer({ url: Redacted.make(viaProxy.toString()), schema: env.schema, maxConnections: 4, connectTimeout: "1 second" })
+        )))
+        const daemon = yield* Daemon.make(yield* daemonOptions({ name: "pg-outage" })).pipe(
+          Effect.provideService(SessionStore.SessionStore, store.unsafeMap.get(SessionStore.SessionStore.key))
+        )
+        yield* appendTheAppsWay("outage-1", msg("m0", 1, "2025-06-01T10:00:00Z"))
+        yield* eventually(countOf("outage-1"), (n) => n === 1)
+        yield* proxy.cut
+        for (let i = 1; i <= 20; i++) {
+          yield* appendTheAppsWay("outage-1", msg(`m${i}`, i % 2 + 1, `2025-06-01T10:00:${String(i).padStart(2, "0")}Z`))
+          yield* Effect.sleep("250 millis")
+        }
+        assert.strictEqual((yield* daemon.status).pipeline.state, "degraded")
+        yield* proxy.restore
+        yield* eventually(countOf("outage-1"), (n) => n === 21, "20 seconds")
+        const contents = (yield* messagesOf("outage-1")).map((r) => r.content)
+        assert.deepStrictEqual(contents, Array.from({ length: 21 }, (_, i) => `m${i}`))
+        yield* eventually(Effect.map(daemon.status, (s) => s.pipeline.state), (s) => s === "running")
+      })))
+  })
+})
