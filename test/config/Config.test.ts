@@ -4,6 +4,8 @@ import { describeFailure } from "../../src/Cli.js"
 import { databaseUrl, pgSchema, redisConfig, syncConfig } from "../../src/Config.js"
 import { describeUrl } from "../../src/pg/Database.js"
 import { describe as describeRedis } from "../../src/redis/RedisConnection.js"
+import { logFormat, logLevel } from "../../src/Logging.js"
+import { LogLevel } from "effect"
 
 const withEnv = (env: Record<string, string>) => Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env))))
 const failureOf = <A, E>(effect: Effect.Effect<A, E>, env: Record<string, string>) =>
@@ -41,5 +43,14 @@ describe("configuration", () => {
       const redis = yield* redisConfig.pipe(withEnv({ REDIS_URL: "rediss://user:hunter2@cache:6380/2", REDIS_PASSWORD: "pw" }))
       assert.strictEqual(describeRedis(redis), "rediss://user:***@cache:6380/2")
       assert.strictEqual(describeRedis({ ...redis, url: undefined, password: Redacted.make("pw") }), "redis://localhost:6379/0")
+    }))
+
+  it.effect("LOG_LEVEL takes lower-case names, LOG_FORMAT pretty, json or logfmt", () =>
+    Effect.gen(function*() {
+      assert.strictEqual(yield* logLevel.pipe(withEnv({ LOG_LEVEL: "warning" })), LogLevel.Warning)
+      assert.strictEqual(yield* logLevel.pipe(withEnv({})), LogLevel.Info)
+      assert.strictEqual(yield* failureOf(logLevel, { LOG_LEVEL: "loud" }), "configuration: LOG_LEVEL: expected one of trace, debug, info, warning, warn, error, fatal, none")
+      assert.strictEqual(yield* logFormat.pipe(withEnv({ LOG_FORMAT: "json" })), "json")
+      assert.strictEqual(yield* logFormat.pipe(withEnv({})), "pretty")
     }))
 })

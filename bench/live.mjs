@@ -1,0 +1,135 @@
+#!/usr/bin/env node
+// Benchmark: the live daemon under load. Writes R updates/s the app's way (append a message to the session
+// document, SETEX it, PUBLISH session_updated:{id}) for T seconds over K sessions, while `redis-pg-sync start`
+// (compiled) runs, and reports the lag from each write to its message being visible in PostgreSQL (p50/p99/max),
+// the daemon's peak RSS, and whether every message arrived.
+//
+//   node bench/live.mjs [--rate 5000] [--seconds 60] [--sessions 10000] [--drain 10]
+//
+// Lag is measured by polling PostgreSQL every 20 ms for new messages, so each figure may be up to ~20 ms plus one
+// query late. A script that prints figures, not a test: the machine is shared, so read them with that in mind.
+import { execFileSync, spawn } from "node:child_process"
+import { readFileSync } from "node:fs"
+import path from "node:path"
+import { fileURLToPath } from "node:url"
+import { createRequire } from "node:module"
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
+const require = createRequire(path.join(root, "package.json"))
+const { Redis } = require("ioredis")
+const pg = require("pg")
+const args = process.argv.slice(2)
+const opt = (name, fallback) => {
+  const i = args.indexOf(`--${name}`)
+  return i >= 0 ? Number(args[i + 1]) : fallback
+}
+const rate = opt("rate", 5000), seconds = opt("seconds", 60), sessions = opt("sessions", 10000), drain = opt("drain", 10)
+
+const { start } = await import(path.join(root, "scripts/services.mjs"))
+let { REDIS_URL: redisUrl, DATABASE_URL: databaseUrl } = process.env
+if (!redisUrl || !databaseUrl) ({ redisUrl, databaseUrl } = await start({ dir: path.join(root, ".data/bench") }))
+console.log("building dist/ ...")
+execFileSync("npm", ["run", "--silent", "build"], { cwd: root, stdio: "inherit" })
+
+const schema = `live_${Date.now()}`
+const prefix = `bench:live:${Date.now()}:`
+const redis = new Redis(redisUrl)
+const db = new pg.Client({ connectionString: databaseUrl })
+await db.connect()
+
+// K sessions with a few messages each, in the app's shape.
+const docs = new Map()
+let pipe = redis.pipeline()
+for (let i = 0; i < sessions; i++) {
+  const id = `s${i}`
+  const doc = { session_id: id, topic: "live bench", group_id: 1 + (i % 50), created_by: 1, created_at: new Date().toISOString(), messages: [] }
+  for (let k = 0; k < 3; k++) doc.messages.push({ content: `seed ${k}`, sender_id: 1 + (k % 2), timestamp: new Date().toISOString() })
+  docs.set(id, doc)
+  pipe.setex(prefix + id, 86400, JSON.stringify(doc))
+  if (pipe.length >= 1000) { await pipe.exec(); pipe = redis.pipeline() }
+}
+await pipe.exec()
+
+const env = { ...process.env, REDIS_URL: redisUrl, DATABASE_URL: databaseUrl, PG_SCHEMA: schema, SYNC_KEY_PREFIX: prefix, SYNC_CHANNEL_PREFIX: `${prefix}updated:`, LOG_LEVEL: "warning" }
+const daemon = spawn("node", [path.join(root, "dist/src/main.js"), "start"], { env, stdio: ["ignore", "pipe", "pipe"] })
+let daemonLog = ""
+daemon.stdout.on("data", (d) => (daemonLog += d))
+daemon.stderr.on("data", (d) => (daemonLog += d))
+const peakRss = () => {
+  try {
+    return Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${daemon.pid}/status`, "utf8"))[1]) / 1024
+  } catch {
+    return NaN
+  }
+}
+// Wait for the start-up sync: all K sessions in PostgreSQL.
+const t0 = Date.now()
+while (true) {
+  await new Promise((r) => setTimeout(r, 200))
+  const r = await db.query(`SELECT count(*)::int AS n FROM ${schema}.sessions`).catch(() => ({ rows: [{ n: 0 }] }))
+  if (r.rows[0].n >= sessions) break
+  if (Date.now() - t0 > 120_000) throw new Error(`daemon did not sync the ${sessions} seed sessions in 120 s:\n${daemonLog}`)
+}
+console.log(`daemon up, ${sessions} sessions synced in ${((Date.now() - t0) / 1000).toFixed(1)} s; writing ${rate}/s for ${seconds} s ...`)
+
+const written = new Map() // message tag -> write time (ms)
+const lags = []
+let watermark = 0
+let polling = true
+const poll = (async () => {
+  while (polling) {
+    const { rows } = await db.query(`SELECT content, seq::float8 AS seq FROM ${schema}.messages WHERE seq >= $1 AND content LIKE 'lag %'`, [Math.max(0, watermark - 5000)])
+    const now = Date.now()
+    for (const r of rows) {
+      if (r.seq > watermark) watermark = r.seq
+      const at = written.get(r.content)
+      if (at !== undefined) {
+        lags.push(now - at)
+        written.delete(r.content)
+      }
+    }
+    await new Promise((r) => setTimeout(r, 20))
+  }
+})()
+
+let n = 0
+const tick = 10
+const startedAt = Date.now()
+while (Date.now() - startedAt < seconds * 1000) {
+  const due = Math.floor(((Date.now() - startedAt) / 1000) * rate)
+  const p = redis.pipeline()
+  while (n < due) {
+    const id = `s${Math.floor(Math.random() * sessions)}`
+    const doc = docs.get(id)
+    const content = `lag ${n} ${Date.now()}`
+    doc.messages.push({ content, sender_id: 1 + (n % 2), timestamp: new Date().toISOString() })
+    p.setex(prefix + id, 86400, JSON.stringify(doc))
+    p.publish(`${prefix}updated:${id}`, id)
+    written.set(content, Date.now())
+    n++
+  }
+  if (p.length > 0) await p.exec()
+  await new Promise((r) => setTimeout(r, tick))
+}
+const writtenSecs = (Date.now() - startedAt) / 1000
+console.log(`wrote ${n.toLocaleString()} updates in ${writtenSecs.toFixed(1)} s (${Math.round(n / writtenSecs).toLocaleString()}/s); draining up to ${drain} s ...`)
+const drainStart = Date.now()
+while (written.size > 0 && Date.now() - drainStart < drain * 1000) await new Promise((r) => setTimeout(r, 50))
+const drained = (Date.now() - drainStart) / 1000
+polling = false
+await poll
+const rss = peakRss()
+daemon.kill("SIGTERM")
+const exitCode = await new Promise((r) => daemon.on("exit", (code) => r(code)))
+
+lags.sort((a, b) => a - b)
+const q = (p) => lags[Math.min(lags.length - 1, Math.floor(p * lags.length))]
+console.log(`\n== live, ${rate}/s for ${seconds} s over ${sessions} sessions`)
+console.log(`arrived: ${lags.length.toLocaleString()} of ${n.toLocaleString()} (${written.size} missing after ${drained.toFixed(1)} s of drain)`)
+console.log(`lag ms: p50 ${q(0.5)}, p99 ${q(0.99)}, max ${lags[lags.length - 1]}`)
+console.log(`daemon peak RSS ${Math.round(rss)} MB; exit code after SIGTERM ${exitCode}`)
+if (written.size > 0 || exitCode !== 0) console.log(`daemon log tail:\n${daemonLog.split("\n").slice(-15).join("\n")}`)
+await db.query(`DROP SCHEMA ${schema} CASCADE`)
+for await (const keys of redis.scanStream({ match: `${prefix}*`, count: 1000 })) if (keys.length > 0) await redis.del(...keys)
+await db.end()
+redis.disconnect()
