@@ -32,6 +32,8 @@ export interface SessionState {
   readonly rejectedHash: string | null
 }
 
+const NONE: ReadonlySet<string> = new Set()
+
 export const initialState: SessionState = { session: null, rejectedHash: null }
 
 export type Observation =
@@ -39,7 +41,11 @@ export type Observation =
     readonly _tag: "Snapshot"
     readonly sessionId: string
     readonly hash: string
-    readonly decoded: Either.Either<Snapshot, Rejection>
+    /**
+     * Decodes the value; `known` are the keys of messages the projection holds, which need no decoding beyond
+     * their identity (see `decodeSnapshot`).
+     */
+    readonly decode: (known: ReadonlySet<string>) => Either.Either<Snapshot, Rejection>
     /** Bounded excerpt and full length of the raw value, for a rejection. */
     readonly excerpt: string
     readonly length: number
@@ -91,11 +97,12 @@ export const decide = (observation: Observation, state: SessionState): ReadonlyA
     if (projected === null || projected.gone === observation.kind) return []
     return [{ type: goneEventType(observation.kind), sessionId, snapshotHash: null, payload: { v: 1 } }]
   }
-  const { hash, decoded } = observation
+  const { hash } = observation
   if (hash === state.rejectedHash) return []
   // The same value as last synced changes nothing, unless the session has since been rejected or left Redis:
   // then it is back, and that must be recorded.
   if (hash === projected?.snapshotHash && state.rejectedHash === null && projected.gone === null) return []
+  const decoded = observation.decode(projected?.messageKeys ?? NONE)
   if (Either.isLeft(decoded)) {
     return [{
       type: "snapshot_rejected",

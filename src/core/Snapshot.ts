@@ -141,38 +141,43 @@ const instant = (
   return null
 }
 
-interface DecodedMessage {
-  readonly sender: string | null
-  readonly content: string | null
-  readonly sentAt: Instant | null
-  readonly extra: Extra | null
-  /** The tuple that identifies the message, see `MessageKey.ts`. */
-  readonly identity: ReadonlyArray<unknown>
+type MessageDetails = Omit<SnapshotMessage, "key">
+
+/** The sender's external id, or null when absent or not an id (the details say why). */
+const senderOf = (senderId: unknown): string | null => {
+  if (typeof senderId === "number" && Number.isSafeInteger(senderId)) return String(senderId)
+  if (senderId === undefined || senderId === null) return null
+  return externalId(senderId) ?? null
 }
 
-const decodeMessage = (raw: unknown, index: number, warnings: Array<string>): DecodedMessage => {
+/** The tuple that identifies a message (see `MessageKey.ts`): cheap, so every message gets one. */
+const identityOf = (raw: unknown): ReadonlyArray<unknown> => {
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    return [null, null, raw === undefined || raw === null ? null : typeof raw === "string" ? raw : JSON.stringify(raw)]
+  }
+  const m = raw as Record<string, unknown>
+  const explicit = m.id ?? m.message_id
+  return explicit !== undefined && explicit !== null && typeof explicit !== "object"
+    ? ["id", String(explicit)]
+    : [senderOf(m.sender_id), m.timestamp ?? null, m.content ?? null]
+}
+
+/** Everything else about a message: only needed for messages the projection does not hold yet. */
+const messageDetails = (raw: unknown, index: number, warnings: Array<string>): MessageDetails => {
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
     warnings.push(`messages[${index}]: ${describe(raw)} instead of an object; kept as its content`)
-    const content = text(raw, `messages[${index}].content`, warnings)
-    return { sender: null, content, sentAt: null, extra: null, identity: [null, null, content] }
+    return { sender: null, content: text(raw, `messages[${index}].content`, warnings), sentAt: null, extra: null }
   }
   const m = raw as Record<string, unknown>
   const c: Collected = { extra: null }
   for (const field in m) {
     if (!MESSAGE_FIELDS.has(field)) keep(c, field, m[field])
   }
-  let sender: string | null = null
   const senderId = m.sender_id
-  if (typeof senderId === "number" && Number.isSafeInteger(senderId)) {
-    sender = String(senderId)
-  } else if (senderId !== undefined && senderId !== null) {
-    const id = externalId(senderId)
-    if (id === undefined) {
-      warnings.push(`messages[${index}].sender_id: ${preview(senderId)} is not an id; kept in extra`)
-      keep(c, "sender_id", senderId)
-    } else {
-      sender = id
-    }
+  const sender = senderOf(senderId)
+  if (sender === null && senderId !== undefined && senderId !== null) {
+    warnings.push(`messages[${index}].sender_id: ${preview(senderId)} is not an id; kept in extra`)
+    keep(c, "sender_id", senderId)
   }
   const rawContent = m.content
   const content = typeof rawContent === "string" && !rawContent.includes("\u0000")
@@ -187,19 +192,26 @@ const decodeMessage = (raw: unknown, index: number, warnings: Array<string>): De
       keep(c, "timestamp", timestamp)
     }
   }
-  const explicit = m.id ?? m.message_id
-  const identity = explicit !== undefined && explicit !== null && typeof explicit !== "object"
-    ? ["id", String(explicit)]
-    : [sender, timestamp ?? null, rawContent ?? null]
-  return { sender, content, sentAt, extra: c.extra, identity }
+  return { sender, content, sentAt, extra: c.extra }
 }
+
+/** Details of a message the projection already holds: never looked at, so not decoded. */
+const KNOWN: MessageDetails = { sender: null, content: null, sentAt: null, extra: null }
 
 /**
  * Decodes the raw Redis string of session `sessionId`. Total: never throws.
  *
  * Rejected: not JSON, a root that is not an object, `messages` present but not an array.
+ *
+ * `known`: keys of messages the projection already holds. Those are identified but not decoded further (their
+ * other fields are null and they add no warnings): the live path re-reads whole sessions to find one new message,
+ * and this spares it normalising every old timestamp again.
  */
-export const decodeSnapshot = (sessionId: string, raw: string): Either.Either<Snapshot, Rejection> => {
+export const decodeSnapshot = (
+  sessionId: string,
+  raw: string,
+  known: ReadonlySet<string> = new Set()
+): Either.Either<Snapshot, Rejection> => {
   let doc: unknown
   try {
     doc = JSON.parse(raw)
@@ -250,14 +262,10 @@ export const decodeSnapshot = (sessionId: string, raw: string): Either.Either<Sn
     extra: c.extra
   }
   const rawMessages = (d.messages ?? []) as ReadonlyArray<unknown>
-  const decoded = rawMessages.map((m, i) => decodeMessage(m, i, warnings))
-  const keys = messageKeys(sessionId, decoded.map((m) => m.identity))
-  const messages = decoded.map((m, i): SnapshotMessage => ({
-    key: keys[i]!,
-    sender: m.sender,
-    content: m.content,
-    sentAt: m.sentAt,
-    extra: m.extra
-  }))
+  const keys = messageKeys(sessionId, rawMessages.map(identityOf))
+  const messages = rawMessages.map((m, i): SnapshotMessage => {
+    const key = keys[i]!
+    return { key, ...(known.has(key) ? KNOWN : messageDetails(m, i, warnings)) }
+  })
   return Either.right({ sessionId, meta, messages, warnings })
 }

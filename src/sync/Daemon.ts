@@ -4,7 +4,7 @@
  * reconcile scans (at start, after every resubscription, every interval, on overflow) repair whatever pub/sub
  * lost; a pre-expiry sweep writes sessions whose TTL is nearly out before Redis forgets them.
  */
-import { Context, Duration, Effect, Layer, Ref, Schedule, Stream } from "effect"
+import { type Chunk, Context, Duration, Effect, Layer, Ref, Schedule, Stream } from "effect"
 import type { GoneKind, Source } from "../core/Events.js"
 import type { Observation } from "../core/Decide.js"
 import { SessionStore } from "../pg/SessionStore.js"
@@ -61,7 +61,7 @@ export const make = (options: DaemonOptions) =>
 
     // Where each dirty session was last heard of, for the ledger's `source`; bounded like the dirty set.
     const heardFrom = new Map<string, Source>()
-    const lastEventAt = yield* Ref.make<number | null>(null)
+    let lastEventAt: number | null = null
     const received = { keyspace: 0, channel: 0 }
     const startupSyncDone = yield* Ref.make(false)
 
@@ -95,19 +95,29 @@ export const make = (options: DaemonOptions) =>
 
     const pipeline = yield* LivePipeline.make(options.pipeline, { flush, reconcile })
 
-    const onSignal = (signal: ChangeFeed.ChangeSignal) =>
-      Effect.gen(function*() {
-        if (signal._tag === "Resubscribed") {
-          yield* Effect.logWarning("Redis subscriber reconnected: events may have been lost meanwhile, reconciling")
-          return yield* pipeline.requestReconcile
+    // Signals come in chunks; each chunk is handled in one synchronous step (an Effect per signal cost a fifth
+    // of the daemon's CPU at 3,000 updates/s, three signals each).
+    const onSignals = (signals: Chunk.Chunk<ChangeFeed.ChangeSignal>) =>
+      Effect.suspend(() => {
+        let resubscribed = false
+        for (const signal of signals) {
+          if (signal._tag === "Resubscribed") {
+            resubscribed = true
+            continue
+          }
+          received[signal.source]++
+          if (heardFrom.size > options.pipeline.maxPending) heardFrom.clear()
+          heardFrom.set(signal.sessionId, signal.source)
+          pipeline.mark(signal.sessionId, signal._tag === "Gone" ? signal.kind : "changed")
         }
-        received[signal.source]++
-        if (heardFrom.size > options.pipeline.maxPending) heardFrom.clear()
-        heardFrom.set(signal.sessionId, signal.source)
-        yield* Ref.set(lastEventAt, Date.now())
-        pipeline.mark(signal.sessionId, signal._tag === "Gone" ? signal.kind : "changed")
+        lastEventAt = Date.now()
+        return resubscribed
+          ? Effect.logWarning("Redis subscriber reconnected: events may have been lost meanwhile, reconciling").pipe(
+            Effect.zipRight(pipeline.requestReconcile)
+          )
+          : Effect.void
       })
-    yield* Effect.forkScoped(Stream.runForEach(feed.signals, onSignal))
+    yield* Effect.forkScoped(Stream.runForEachChunk(feed.signals, onSignals))
     yield* Effect.logInfo("Started Redis keyspace notification listener")
 
     // Pre-expiry sweep: a session whose TTL is nearly out is written now, before Redis evicts it.
@@ -138,7 +148,7 @@ export const make = (options: DaemonOptions) =>
           notifications: feed.notifications.detail,
           redisConnected: yield* feed.connected,
           pipeline: yield* pipeline.status,
-          lastEventAt: yield* Ref.get(lastEventAt),
+          lastEventAt,
           eventsReceived: { ...received },
           startupSyncDone: yield* Ref.get(startupSyncDone)
         }

@@ -25,7 +25,7 @@ export const observe = (raw: RawSession, hash: string | null = hashOf(raw)): Obs
       _tag: "Snapshot",
       sessionId: raw.sessionId,
       hash,
-      decoded: Either.left({ reason: `the key holds a Redis ${raw.redisType}, not a string` }),
+      decode: () => Either.left({ reason: `the key holds a Redis ${raw.redisType}, not a string` }),
       excerpt: "",
       length: 0
     }
@@ -35,7 +35,7 @@ export const observe = (raw: RawSession, hash: string | null = hashOf(raw)): Obs
     _tag: "Snapshot",
     sessionId: raw.sessionId,
     hash,
-    decoded: decodeSnapshot(raw.sessionId, text),
+    decode: (known) => decodeSnapshot(raw.sessionId, text, known),
     excerpt: text.slice(0, EXCERPT_LENGTH).replace(/\u0000/g, "\uFFFD"),
     length: text.length
   }

@@ -26,8 +26,13 @@ export const syncSession = (
     const observation = raw === undefined ? null : observe(raw)
     if (observation === null) return { _tag: "NotFound", sessionId } as const
     const result = yield* writeBatch([observation], source, options)
-    if (observation._tag === "Snapshot" && Either.isLeft(observation.decoded)) {
-      return { _tag: "Rejected", sessionId, reason: observation.decoded.left.reason, result } as const
+    const refusal = result.committed.find((e) => e.type === "snapshot_rejected")
+    const decoded = observation._tag === "Snapshot" ? observation.decode(new Set()) : undefined
+    if (refusal?.type === "snapshot_rejected") {
+      return { _tag: "Rejected", sessionId, reason: refusal.payload.reason, result } as const
+    }
+    if (decoded !== undefined && Either.isLeft(decoded)) {
+      return { _tag: "Rejected", sessionId, reason: decoded.left.reason, result } as const
     }
     return { _tag: "Synced", sessionId, result } as const
   }).pipe(Effect.withSpan("SyncSession.run", { attributes: { sessionId } }))

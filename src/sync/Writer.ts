@@ -30,7 +30,7 @@ export const sumBatches = (a: BatchResult, b: BatchResult): BatchResult => ({
 
 const refused = (o: Observation, error: PgError): Observation =>
   o._tag === "Snapshot"
-    ? { ...o, decoded: Either.left({ reason: `PostgreSQL refused the session: ${error.message}` }) }
+    ? { ...o, decode: () => Either.left({ reason: `PostgreSQL refused the session: ${error.message}` }) }
     : o
 
 export interface WriteOptions {

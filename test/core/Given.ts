@@ -24,7 +24,7 @@ export const seen = (sessionId: string, raw: string): Observation => ({
   _tag: "Snapshot",
   sessionId,
   hash: snapshotHash(raw),
-  decoded: decodeSnapshot(sessionId, raw),
+  decode: (known) => decodeSnapshot(sessionId, raw, known),
   excerpt: raw.slice(0, EXCERPT_LENGTH),
   length: raw.length
 })
