@@ -37,15 +37,18 @@ const redis = new Redis(redisUrl)
 const db = new pg.Client({ connectionString: databaseUrl })
 await db.connect()
 
-// K sessions with a few messages each, in the app's shape.
+// K sessions with a few messages each, in the app's shape. Each document is kept serialised with `messages` last,
+// so an append splices the new message's JSON in before the closing "]}": the same bytes the app would write,
+// without re-serialising the whole document per update (this process shares the machine with the daemon).
 const docs = new Map()
 let pipe = redis.pipeline()
 for (let i = 0; i < sessions; i++) {
   const id = `s${i}`
   const doc = { session_id: id, topic: "live bench", group_id: 1 + (i % 50), created_by: 1, created_at: new Date().toISOString(), messages: [] }
   for (let k = 0; k < 3; k++) doc.messages.push({ content: `seed ${k}`, sender_id: 1 + (k % 2), timestamp: new Date().toISOString() })
-  docs.set(id, doc)
-  pipe.setex(prefix + id, 86400, JSON.stringify(doc))
+  const json = JSON.stringify(doc)
+  docs.set(id, json)
+  pipe.setex(prefix + id, 86400, json)
   if (pipe.length >= 1000) { await pipe.exec(); pipe = redis.pipeline() }
 }
 await pipe.exec()
@@ -100,10 +103,11 @@ while (Date.now() - startedAt < seconds * 1000) {
   const p = redis.pipeline()
   while (n < due) {
     const id = `s${Math.floor(Math.random() * sessions)}`
-    const doc = docs.get(id)
     const content = `lag ${n} ${Date.now()}`
-    doc.messages.push({ content, sender_id: 1 + (n % 2), timestamp: new Date().toISOString() })
-    p.setex(prefix + id, 86400, JSON.stringify(doc))
+    const message = JSON.stringify({ content, sender_id: 1 + (n % 2), timestamp: new Date().toISOString() })
+    const json = docs.get(id).slice(0, -2) + "," + message + "]}"
+    docs.set(id, json)
+    p.setex(prefix + id, 86400, json)
     p.publish(`${prefix}updated:${id}`, id)
     written.set(content, Date.now())
     n++
@@ -128,6 +132,7 @@ console.log(`\n== live, ${rate}/s for ${seconds} s over ${sessions} sessions`)
 console.log(`arrived: ${lags.length.toLocaleString()} of ${n.toLocaleString()} (${written.size} missing after ${drained.toFixed(1)} s of drain)`)
 console.log(`lag ms: p50 ${q(0.5)}, p99 ${q(0.99)}, max ${lags[lags.length - 1]}`)
 console.log(`daemon peak RSS ${Math.round(rss)} MB; exit code after SIGTERM ${exitCode}`)
+if (process.env.BENCH_SHOW_LOG) console.log(daemonLog.split("\n").filter((l) => l.includes(process.env.BENCH_SHOW_LOG)).join("\n"))
 if (written.size > 0 || exitCode !== 0) console.log(`daemon log tail:\n${daemonLog.split("\n").slice(-15).join("\n")}`)
 await db.query(`DROP SCHEMA ${schema} CASCADE`)
 for await (const keys of redis.scanStream({ match: `${prefix}*`, count: 1000 })) if (keys.length > 0) await redis.del(...keys)
