@@ -195,9 +195,6 @@ const messageDetails = (raw: unknown, index: number, warnings: Array<string>): M
   return { sender, content, sentAt, extra: c.extra }
 }
 
-/** Details of a message the projection already holds: never looked at, so not decoded. */
-const KNOWN: MessageDetails = { sender: null, content: null, sentAt: null, extra: null }
-
 /**
  * Decodes the raw Redis string of session `sessionId`. Total: never throws.
  *
@@ -265,7 +262,9 @@ export const decodeSnapshot = (
   const keys = messageKeys(sessionId, rawMessages.map(identityOf))
   const messages = rawMessages.map((m, i): SnapshotMessage => {
     const key = keys[i]!
-    return { key, ...(known.has(key) ? KNOWN : messageDetails(m, i, warnings)) }
+    if (known.has(key)) return { key, sender: null, content: null, sentAt: null, extra: null }
+    const d = messageDetails(m, i, warnings)
+    return { key, sender: d.sender, content: d.content, sentAt: d.sentAt, extra: d.extra }
   })
   return Either.right({ sessionId, meta, messages, warnings })
 }

@@ -62,6 +62,58 @@ export class SessionStore extends Context.Tag("redis-pg-sync/pg/SessionStore")<S
   ) => Effect.Effect<ReadonlyArray<{ readonly id: string; readonly sessionId: string }>, PgError>
 }>() {}
 
+/** Message keys held in memory at most (about 80 bytes each). */
+const KEY_CACHE_LIMIT = 200_000
+
+/**
+ * The message keys of recently written sessions, each valid for one `sessions.last_seq`: the live path re-reads a
+ * session for every new message, and loading all its keys from PostgreSQL each time was the largest part of a
+ * live write. An entry whose `last_seq` is not the projection's (another writer, a replica, a rebuild) is
+ * ignored and reloaded. Least recently used sessions go first once `limit` keys are held.
+ */
+const makeKeyCache = (limit: number) => {
+  const entries = new Map<string, { readonly lastSeq: number; readonly keys: ReadonlySet<string> }>()
+  let size = 0
+  const drop = (id: string) => {
+    const e = entries.get(id)
+    if (e !== undefined) {
+      size -= e.keys.size
+      entries.delete(id)
+    }
+  }
+  return {
+    get: (id: string, lastSeq: number): ReadonlySet<string> | undefined => {
+      const e = entries.get(id)
+      if (e === undefined || e.lastSeq !== lastSeq) return undefined
+      entries.delete(id)
+      entries.set(id, e)
+      return e.keys
+    },
+    remember: (committed: ReadonlyArray<CommittedEvent>, before: ReadonlyMap<string, ReadonlySet<string>>) => {
+      const last = new Map<string, { seq: number; added: Array<string> }>()
+      for (const e of committed) {
+        const entry = last.get(e.sessionId) ?? { seq: 0, added: [] }
+        entry.seq = e.seq
+        if (e.type === "messages_appended") for (const m of e.payload.messages) entry.added.push(m.key)
+        last.set(e.sessionId, entry)
+      }
+      for (const [id, { seq, added }] of last) {
+        // The set handed to `decide` is this store's own (loaded or cached), so it is extended in place.
+        const keys = (before.get(id) as Set<string> | undefined) ?? new Set<string>()
+        for (const k of added) keys.add(k)
+        drop(id)
+        if (keys.size > limit / 10) continue
+        entries.set(id, { lastSeq: seq, keys })
+        size += keys.size
+      }
+      for (const id of entries.keys()) {
+        if (size <= limit) break
+        drop(id)
+      }
+    }
+  }
+}
+
 interface StateRow {
   readonly id: string
   readonly snapshot_hash: string | null
@@ -71,10 +123,12 @@ interface StateRow {
   readonly gone: GoneKind | null
   readonly rejected_hash: string | null
   readonly exists: boolean
+  readonly last_seq: string | null
 }
 
 export const make = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
+  const keyCache = makeKeyCache(KEY_CACHE_LIMIT)
 
   const standingHashes = (ids: ReadonlyArray<string>) =>
     sql<{ id: string; hash: string }>`
@@ -93,7 +147,7 @@ export const make = Effect.gen(function*() {
     Effect.gen(function*() {
       const ids = observations.map((o) => o.sessionId)
       const rows = yield* sql<StateRow>`
-        SELECT x.id, s.snapshot_hash, s.meta_hash, s.message_count, s.id IS NOT NULL AS exists,
+        SELECT x.id, s.snapshot_hash, s.meta_hash, s.message_count, s.id IS NOT NULL AS exists, s.last_seq::text,
                (extract(epoch FROM s.updated_at) * 1000000)::bigint::text AS updated_at_micros,
                CASE WHEN greatest(s.expired_at, s.deleted_at, s.evicted_at) IS NULL THEN NULL
                     WHEN greatest(s.expired_at, s.deleted_at, s.evicted_at) = s.expired_at THEN 'expired'
@@ -111,17 +165,25 @@ export const make = Effect.gen(function*() {
           return o._tag === "Snapshot" && row?.exists && row.snapshot_hash !== o.hash ? [o.sessionId] : []
         })
       )
-      const keys = new Map<string, Set<string>>()
-      if (changed.size > 0) {
+      const keys = new Map<string, ReadonlySet<string>>()
+      const toLoad: Array<string> = []
+      for (const id of changed) {
+        const cached = keyCache.get(id, Number(byId.get(id)!.last_seq))
+        if (cached !== undefined) keys.set(id, cached)
+        else toLoad.push(id)
+      }
+      if (toLoad.length > 0) {
         const keyRows = yield* sql<{ id: string; message_key: string }>`
           SELECT s.redis_session_id AS id, m.message_key
           FROM sessions s JOIN messages m ON m.session_id = s.id
-          WHERE s.redis_session_id = ANY(${Array.from(changed)}::text[])`
+          WHERE s.redis_session_id = ANY(${toLoad}::text[])`
+        const loaded = new Map<string, Set<string>>()
         for (const r of keyRows) {
-          let set = keys.get(r.id)
-          if (set === undefined) keys.set(r.id, set = new Set())
+          let set = loaded.get(r.id)
+          if (set === undefined) loaded.set(r.id, set = new Set())
           set.add(r.message_key)
         }
+        for (const [id, set] of loaded) keys.set(id, set)
       }
       const states = new Map<string, SessionState>()
       for (const r of rows) {
@@ -169,9 +231,11 @@ export const make = Effect.gen(function*() {
   const apply = (observations: ReadonlyArray<Observation>, source: SourceOf) => {
     const latest = Array.from(new Map(observations.map((o) => [o.sessionId, o])).values())
     if (latest.length === 0) return Effect.succeed(emptyBatch)
+    let known = new Map<string, ReadonlySet<string>>()
     return transaction(sql, Effect.gen(function*() {
       yield* sql`SELECT sync_lock_sessions(${latest.map((o) => o.sessionId)}::text[])`
       const states = yield* loadStates(latest)
+      known = new Map(Array.from(states, ([id, st]) => [id, st.session?.messageKeys ?? new Set<string>()]))
       const events = latest.flatMap((o) => decide(o, states.get(o.sessionId) ?? { session: null, rejectedHash: null }))
       if (events.length === 0) return { ...emptyBatch, sessions: latest.length }
       const committed = yield* append(events, sourceFn(source))
@@ -187,7 +251,11 @@ export const make = Effect.gen(function*() {
         lastSeq: committed[committed.length - 1]!.seq,
         committed
       } satisfies BatchResult
-    })).pipe(Effect.withSpan("SessionStore.apply"))
+    })).pipe(
+      // Committed: remember each written session's keys as of its new last seq (never before the commit).
+      Effect.tap((result) => Effect.sync(() => keyCache.remember(result.committed, known))),
+      Effect.withSpan("SessionStore.apply")
+    )
   }
 
   const present = (afterId: string, limit: number) =>
