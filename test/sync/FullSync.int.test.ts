@@ -2,7 +2,10 @@ import { SqlClient } from "@effect/sql"
 import { assert, describe, expect, layer } from "@effect/vitest"
 import { Effect, Either, Fiber, Schedule } from "effect"
 import { readdirSync, readFileSync } from "node:fs"
-import { retrySchedule } from "../../src/sync/Writer.js"
+import * as SessionStore from "../../src/pg/SessionStore.js"
+import { SessionSource } from "../../src/redis/SessionSource.js"
+import { observe } from "../../src/sync/Observe.js"
+import { retrySchedule, writeBatch } from "../../src/sync/Writer.js"
 import { syncSession } from "../../src/sync/SyncSession.js"
 import { assertConsistent, dumpTables, ledger, messagesOf, put, syncAll } from "../support/Data.js"
 import { makeTestEnv, serversLayer, TestEnvTag, testWriteOptions } from "../support/Servers.js"
@@ -197,6 +200,22 @@ describe("full sync on real Redis and PostgreSQL", () => {
         assert.deepStrictEqual(row!.extra, { weird: { "k\uFFFD": "a\uFFFDb" } })
         const [event] = (yield* ledger).filter((e) => e.session_id === "nul-inside")
         assert.deepStrictEqual(event!.payload.warnings, ["weird.k\uFFFD (a key): NUL characters replaced with U+FFFD", "weird.k\uFFFD: NUL characters replaced with U+FFFD"])
+      }))
+
+    it.effect("a writer's cached message keys are not trusted once another writer moved the session on", () =>
+      Effect.gen(function*() {
+        const m = (i: number) => msg(`c${i}`, 1, `2025-06-01T10:00:0${i}Z`)
+        const other = yield* SessionStore.make
+        yield* put("cache-1", { topic: "cache", messages: [m(0), m(1)] })
+        yield* syncAll()
+        yield* put("cache-1", { topic: "cache", messages: [m(0), m(1), m(2)] })
+        const observation = observe((yield* (yield* SessionSource).read(["cache-1"]))[0]!)!
+        yield* writeBatch([observation], "api", testWriteOptions).pipe(Effect.provideService(SessionStore.SessionStore, other))
+        yield* put("cache-1", { topic: "cache", messages: [m(0), m(1), m(2), m(3)] })
+        yield* syncAll()
+        assert.deepStrictEqual((yield* messagesOf("cache-1")).map((r) => [r.ordinal, r.content]), [[0, "c0"], [1, "c1"], [2, "c2"], [3, "c3"]])
+        const appended = (yield* ledger).filter((e) => e.session_id === "cache-1" && e.event_type === "messages_appended")
+        assert.deepStrictEqual(appended.map((e) => e.payload.messages.map((x: { content: string }) => x.content)), [["c0", "c1"], ["c2"], ["c3"]])
       }))
 
     it.effect("the ledger refuses UPDATE, DELETE and TRUNCATE", () =>
