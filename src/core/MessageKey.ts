@@ -9,8 +9,11 @@
  */
 import { hash } from "node:crypto"
 
-/** 128 bits of SHA-256, hex: wide enough that a collision across every message ever synced is not a concern. */
-const digest = (s: string): string => hash("sha256", s, "hex").slice(0, 32)
+/**
+ * 128 bits of SHA-256, hex: wide enough that a collision across every message ever synced is not a concern.
+ * Formatted from the bytes rather than sliced from the full hex, so no key keeps a 64-character parent alive.
+ */
+const digest = (s: string): string => (hash("sha256", s, "buffer") as Buffer).toString("hex", 0, 16)
 
 /**
  * Keys for the messages of one snapshot, in order. `identities[i]` is the tuple that identifies message `i`

@@ -136,7 +136,7 @@ export const fullSync = (
   Effect.gen(function*() {
     const redis = yield* SessionSource
     yield* redis.scan(options.scanCount).pipe(
-      Stream.mapEffect((ids) => redis.read(ids), { concurrency: 2 }),
+      Stream.mapEffect((ids) => redis.read(ids)),
       Stream.mapEffect((page) => screen(page, progress)),
       Stream.mapConcat((changed) => toBatches(changed, options.batchSessions, options.batchBytes)),
       Stream.mapEffect(
