@@ -1,0 +1,69 @@
+/**
+ * The daemon as a process: `redis-pg-sync start` syncs what is in Redis, and SIGTERM or SIGINT stop it cleanly,
+ * exit 0, within SYNC_SHUTDOWN_TIMEOUT.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { spawn } from "node:child_process"
+import { randomBytes } from "node:crypto"
+import { fileURLToPath } from "node:url"
+import pg from "pg"
+import { Redis } from "ioredis"
+import { inject } from "vitest"
+
+const bin = fileURLToPath(new URL("../../bin/redis-pg-sync.mjs", import.meta.url))
+
+const runDaemon = async (signal: "SIGTERM" | "SIGINT") => {
+  const suffix = randomBytes(4).toString("hex")
+  const schema = `t_start_${suffix}`
+  const prefix = `test:start:${suffix}:`
+  const redis = new Redis(inject("redisUrl"))
+  const db = new pg.Client({ connectionString: inject("databaseUrl") })
+  await db.connect()
+  try {
+    await redis.set(`${prefix}s1`, JSON.stringify({ topic: "process", messages: [{ content: "hi", sender_id: 1, timestamp: "2025-06-01T10:00:00Z" }] }))
+    const child = spawn(process.execPath, [bin, "start"], {
+      env: {
+        ...process.env,
+        REDIS_URL: inject("redisUrl"),
+        DATABASE_URL: inject("databaseUrl"),
+        PG_SCHEMA: schema,
+        SYNC_KEY_PREFIX: prefix,
+        SYNC_CHANNEL_PREFIX: `${prefix}updated:`,
+        SYNC_SHUTDOWN_TIMEOUT: "5 seconds",
+        LOG_FORMAT: "json"
+      },
+      stdio: ["ignore", "pipe", "pipe"]
+    })
+    let log = ""
+    child.stderr.on("data", (d) => (log += d))
+    child.stdout.on("data", (d) => (log += d))
+    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
+    const deadline = Date.now() + 30_000
+    while (!log.includes("Initial sync completed")) {
+      if (Date.now() > deadline) throw new Error(`the daemon did not finish its start-up sync:\n${log}`)
+      await new Promise((r) => setTimeout(r, 100))
+    }
+    const { rows } = await db.query(`SELECT count(*)::int AS n FROM ${schema}.messages`)
+    const stoppedAt = Date.now()
+    child.kill(signal)
+    const code = await exited
+    return { code, messages: rows[0].n as number, stopMs: Date.now() - stoppedAt, log }
+  } finally {
+    await db.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`)
+    await db.end()
+    await redis.del(`${prefix}s1`)
+    redis.disconnect()
+  }
+}
+
+describe("redis-pg-sync start, as a process", () => {
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    it(`syncs at start, and ${signal} stops it with exit 0 within the shutdown timeout`, async () => {
+      const { code, messages, stopMs, log } = await runDaemon(signal)
+      assert.strictEqual(messages, 1)
+      assert.strictEqual(code, 0, log)
+      assert.isBelow(stopMs, 5_000 + 2_000)
+      assert.include(log, "Capture mode: notifications+channel+reconcile")
+    }, 60_000)
+  }
+})
