@@ -21,6 +21,8 @@ export default Effect.gen(function*() {
       tx_id xid8 NOT NULL DEFAULT pg_current_xact_id()
     )`
   yield* sql`CREATE INDEX sync_log_session_seq_idx ON sync_log (session_id, seq)`
+  // Readers of the ledger page in commit order, (tx_id, seq), below the snapshot's xmin (DESIGN §2).
+  yield* sql`CREATE INDEX sync_log_tx_seq_idx ON sync_log (tx_id, seq)`
   // Payloads of many messages are TOASTed; lz4 compresses them several times faster than the default pglz.
   yield* sql`
     DO $$ BEGIN

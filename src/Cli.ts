@@ -14,6 +14,11 @@ import { defaultFullSyncOptions, describeProgress, fullSync, type SyncProgress, 
 import * as Daemon from "./sync/Daemon.js"
 import { syncSession } from "./sync/SyncSession.js"
 import { retrySchedule } from "./sync/Writer.js"
+import { httpConfig } from "./http/HttpConfig.js"
+import * as HttpApi from "./http/Server.js"
+import { comparisonBody } from "./http/Operations.js"
+import * as Metrics from "./Metrics.js"
+import * as Compare from "./sync/Compare.js"
 
 const fmt = (n: number) => Math.round(n).toLocaleString("en-US")
 
@@ -94,7 +99,15 @@ const start = Command.make("start", {}, () =>
         shutdownTimeout: live.shutdownTimeout
       }
     })
-    return yield* Layer.launch(daemon.pipe(Layer.provide(SyncLive)))
+    // -- HTTP API (issue 4): served while the daemon runs (HTTP_HOST, HTTP_PORT, SYNC_API_TOKEN); every write of
+    //    the daemon and of the API goes through Metrics.instrument, which feeds GET /metrics.
+    const http = HttpApi.layer({ fullSync: fullSyncOptions, keyPrefix: prefix, ...yield* httpConfig })
+    return yield* Layer.launch(http.pipe(
+      Layer.provideMerge(daemon),
+      Layer.provide(Metrics.instrument),
+      Layer.provide(SyncLive)
+    ))
+    // -- end HTTP API
   }).pipe(
     Effect.onInterrupt(() => Effect.logInfo("Stopped: batches in flight finished, connections closed")),
     reportFailure
@@ -142,6 +155,25 @@ const syncOne = Command.make("sync-session", { sessionId }, ({ sessionId }) =>
         )
     }
   }).pipe(Effect.provide(SyncLive), reportFailure)).pipe(Command.withDescription("Sync one session now"))
+
+// -- compare (issue 4) ---------------------------------------------------------------------------------------------
+const compareLimit = Options.integer("limit").pipe(
+  Options.withDescription("ids listed per category, 0 to 1000"),
+  Options.withDefault(20)
+)
+
+const compare = Command.make("compare", { json, limit: compareLimit }, ({ json, limit }) =>
+  Effect.gen(function*() {
+    if (!(limit >= 0 && limit <= 1000)) return yield* Effect.fail(new Error(`--limit must be from 0 to 1000, got ${limit}`))
+    const { scanCount } = yield* syncConfig
+    const comparison = yield* Compare.compare({ limit, scanCount })
+    yield* Console.log(json ? JSON.stringify(comparisonBody(comparison), null, 2) : Compare.describe(comparison))
+  }).pipe(Effect.provide(SyncLive), reportFailure)).pipe(
+    Command.withDescription(
+      "Compare Redis with PostgreSQL: sessions in sync, missing, stale, rejected, only in PostgreSQL (as GET /api/v1/sync/sessions/compare)"
+    )
+  )
+// -- end compare
 
 const check = Command.make("check", {}, () =>
   Effect.gen(function*() {
@@ -196,7 +228,7 @@ const check = Command.make("check", {}, () =>
 
 const root = Command.make("redis-pg-sync", {}).pipe(
   Command.withDescription("Keeps chat sessions from Redis durably in PostgreSQL through an append-only ledger"),
-  Command.withSubcommands([start, sync, syncOne, check, migrate])
+  Command.withSubcommands([start, sync, syncOne, compare, check, migrate])
 )
 
 const run = Command.run(root, { name: "redis-pg-sync", version: "0.1.0" })

@@ -262,7 +262,7 @@ export const make = Effect.gen(function*() {
     sql<{ id: string; sessionId: string }>`
       SELECT id::text AS id, redis_session_id AS "sessionId" FROM sessions
       WHERE id > ${afterId}::bigint AND expired_at IS NULL AND deleted_at IS NULL AND evicted_at IS NULL
-      ORDER BY id LIMIT ${limit}`.pipe(Effect.mapError(classify))
+      ORDER BY sessions.id LIMIT ${limit}`.pipe(Effect.mapError(classify))
 
   return SessionStore.of({ standingHashes, apply, present })
 })

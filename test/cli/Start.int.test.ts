@@ -30,7 +30,8 @@ const runDaemon = async (signal: "SIGTERM" | "SIGINT") => {
         SYNC_KEY_PREFIX: prefix,
         SYNC_CHANNEL_PREFIX: `${prefix}updated:`,
         SYNC_SHUTDOWN_TIMEOUT: "5 seconds",
-        LOG_FORMAT: "json"
+        LOG_FORMAT: "json",
+        HTTP_PORT: "0"
       },
       stdio: ["ignore", "pipe", "pipe"]
     })

@@ -7,7 +7,7 @@ import { SessionSource } from "../../src/redis/SessionSource.js"
 import { observe } from "../../src/sync/Observe.js"
 import { retrySchedule, writeBatch } from "../../src/sync/Writer.js"
 import { syncSession } from "../../src/sync/SyncSession.js"
-import { assertConsistent, dumpTables, ledger, messagesOf, put, syncAll } from "../support/Data.js"
+import { assertConsistent, del, dumpTables, ledger, messagesOf, put, syncAll } from "../support/Data.js"
 import { makeTestEnv, serversLayer, TestEnvTag, testWriteOptions } from "../support/Servers.js"
 
 const FIXTURES = new URL("../../../shared/fixtures/", import.meta.url)
@@ -216,6 +216,19 @@ describe("full sync on real Redis and PostgreSQL", () => {
         assert.deepStrictEqual((yield* messagesOf("cache-1")).map((r) => [r.ordinal, r.content]), [[0, "c0"], [1, "c1"], [2, "c2"], [3, "c3"]])
         const appended = (yield* ledger).filter((e) => e.session_id === "cache-1" && e.event_type === "messages_appended")
         assert.deepStrictEqual(appended.map((e) => e.payload.messages.map((x: { content: string }) => x.content)), [["c0", "c1"], ["c2"], ["c3"]])
+      }))
+
+    it.effect("a full sync records as expired every session whose key left Redis, across many pages", () =>
+      Effect.gen(function*() {
+        const ids = Array.from({ length: 23 }, (_, i) => `departed-${i}`)
+        for (const id of ids) yield* put(id, { topic: "bye", messages: [msg("x", 1, "2025-01-01T00:00:00Z")] })
+        yield* syncAll()
+        for (const id of ids) yield* del(id)
+        const result = yield* syncAll({ scanCount: 5 })
+        assert.strictEqual(result.departed, 23)
+        const expired = (yield* ledger).filter((e) => e.session_id.startsWith("departed-") && e.event_type === "session_expired")
+        assert.deepStrictEqual(expired.map((e) => e.session_id).sort(), [...ids].sort())
+        assert.strictEqual((yield* syncAll({ scanCount: 5 })).departed, 0)
       }))
 
     it.effect("the ledger refuses UPDATE, DELETE and TRUNCATE", () =>
