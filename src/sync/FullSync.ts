@@ -12,7 +12,7 @@ import type { PgError } from "../pg/PgError.js"
 import { SessionStore } from "../pg/SessionStore.js"
 import type { RedisError } from "../redis/RedisError.js"
 import { type RawSession, SessionSource } from "../redis/SessionSource.js"
-import { hashOf, observe } from "./Observe.js"
+import { decodeAhead, hashOf, observe } from "./Observe.js"
 import { type WriteOptions, writeBatch } from "./Writer.js"
 
 export interface FullSyncOptions extends WriteOptions {
@@ -78,6 +78,8 @@ export const describeProgress = (p: SyncProgress, now: number): string => {
 interface Changed {
   readonly raw: RawSession
   readonly hash: string
+  /** No standing value at all: most likely a session PostgreSQL does not hold yet. */
+  readonly unknown: boolean
 }
 
 const sizeOf = (c: Changed) => (c.raw.value?.length ?? 0) + 100
@@ -111,10 +113,13 @@ const screen = (page: ReadonlyArray<RawSession>, progress: Ref.Ref<SyncProgress>
     const present: Array<Changed> = []
     for (const raw of page) {
       const hash = hashOf(raw)
-      if (hash !== null) present.push({ raw, hash })
+      if (hash !== null) present.push({ raw, hash, unknown: false })
     }
     const standing = yield* store.standingHashes(present.map((c) => c.raw.sessionId))
-    const changed = present.filter((c) => standing.get(c.raw.sessionId) !== c.hash)
+    const changed = present.flatMap((c) => {
+      const s = standing.get(c.raw.sessionId)
+      return s === c.hash ? [] : [{ ...c, unknown: s === undefined }]
+    })
     yield* Ref.update(progress, (p) => ({
       ...p,
       scanned: p.scanned + page.length,
@@ -140,7 +145,17 @@ export const fullSync = (
       Stream.mapEffect((page) => screen(page, progress)),
       Stream.mapConcat((changed) => toBatches(changed, options.batchSessions, options.batchBytes)),
       Stream.mapEffect(
-        (batch) => writeBatch(batch.flatMap((c) => observe(c.raw, c.hash) ?? []), source, options),
+        (batch) =>
+          Effect.suspend(() => {
+            // New sessions are decoded here, before the transaction, so the lock and connection are held only
+            // for the SQL; changed ones are decoded under the lock, knowing which messages are held already.
+            const observations = batch.flatMap((c) => {
+              const o = observe(c.raw, c.hash)
+              if (o !== null && c.unknown) decodeAhead(o)
+              return o ?? []
+            })
+            return writeBatch(observations, source, options)
+          }),
         { concurrency: options.writeConcurrency, unordered: true }
       ),
       Stream.runForEach((r) =>

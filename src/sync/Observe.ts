@@ -31,12 +31,23 @@ export const observe = (raw: RawSession, hash: string | null = hashOf(raw)): Obs
     }
   }
   const text = raw.value.toString("utf8")
+  // Decoding with no known message is the same every time: kept, so it can be done ahead (`decodeAhead`), out of
+  // the transaction, for sessions PostgreSQL does not hold yet.
+  let fresh: ReturnType<typeof decodeSnapshot> | undefined
   return {
     _tag: "Snapshot",
     sessionId: raw.sessionId,
     hash,
-    decode: (known) => decodeSnapshot(raw.sessionId, text, known),
+    decode: (known) =>
+      known.size === 0 ? (fresh ??= decodeSnapshot(raw.sessionId, text)) : decodeSnapshot(raw.sessionId, text, known),
     excerpt: text.slice(0, EXCERPT_LENGTH).replace(/\u0000/g, "\uFFFD"),
     length: text.length
   }
+}
+
+const NONE: ReadonlySet<string> = new Set()
+
+/** Decodes, now, an observation of a session PostgreSQL does not hold yet (see `observe`). */
+export const decodeAhead = (o: Observation): void => {
+  if (o._tag === "Snapshot") o.decode(NONE)
 }
