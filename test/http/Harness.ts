@@ -9,30 +9,14 @@ import * as Server from "../../src/http/Server.js"
 import * as Metrics from "../../src/Metrics.js"
 import * as Daemon from "../../src/sync/Daemon.js"
 import { defaultFullSyncOptions } from "../../src/sync/FullSync.js"
+import { testDaemonOptions } from "../support/DaemonOptions.js"
 import { serversLayer, type TestEnv, testWriteOptions } from "../support/Servers.js"
 
 export const fullSyncOptions = { ...defaultFullSyncOptions(testWriteOptions.retry), scanCount: 200 }
 
 /** A quiet daemon: no keyspace notifications, reconcile hourly; the channel `{prefix}updated:{id}` works. */
-export const daemonOptions = (env: TestEnv, name: string): Daemon.DaemonOptions => ({
-  keyPrefix: env.prefix,
-  channelPrefix: `${env.prefix}updated:`,
-  keyspaceNotifications: false,
-  expirySweepWindow: "1 minute",
-  connectionName: `rps-test-${name}`,
-  fullSync: fullSyncOptions,
-  pipeline: {
-    batchSize: 100,
-    batchWindow: "20 millis",
-    maxBatchesPerSecond: 100,
-    concurrency: 2,
-    maxPending: 10_000,
-    retryBaseDelay: "100 millis",
-    retryMaxDelay: "500 millis",
-    reconcileInterval: "1 hour",
-    shutdownTimeout: "5 seconds"
-  }
-})
+export const daemonOptions = (env: TestEnv, name: string): Daemon.DaemonOptions =>
+  testDaemonOptions(env, name, { keyspaceNotifications: false, fullSync: fullSyncOptions })
 
 /** Servers + instrumented services + daemon + the API on `NodeHttpServer.layerTest` (which also gives an `HttpClient`). */
 export const apiLayer = (env: TestEnv, token?: string) =>

@@ -5,9 +5,9 @@ import * as Database from "../../src/pg/Database.js"
 import * as SessionStore from "../../src/pg/SessionStore.js"
 import * as RedisClient from "../../src/redis/RedisClient.js"
 import * as Daemon from "../../src/sync/Daemon.js"
-import { defaultFullSyncOptions } from "../../src/sync/FullSync.js"
 import { ledger, messagesOf } from "../support/Data.js"
-import { makeTestEnv, serversLayer, TestEnvTag, testWriteOptions } from "../support/Servers.js"
+import { testDaemonOptions } from "../support/DaemonOptions.js"
+import { makeTestEnv, serversLayer, TestEnvTag } from "../support/Servers.js"
 import * as TcpProxy from "../support/TcpProxy.js"
 
 const msg = (content: string, sender: number, timestamp: string) => ({ content, sender_id: sender, timestamp })
@@ -19,27 +19,8 @@ const eventually = <A, E, R>(effect: Effect.Effect<A, E, R>, done: (a: A) => boo
     Effect.timeoutFail({ duration: within, onTimeout: () => new Error(`condition not met within ${Duration.format(Duration.decode(within))}`) })
   )
 
-const daemonOptions = (overrides: Partial<Daemon.DaemonOptions> & { name: string }) =>
-  Effect.map(TestEnvTag, (env): Daemon.DaemonOptions => ({
-    keyPrefix: env.prefix,
-    channelPrefix: `${env.prefix}updated:`,
-    keyspaceNotifications: true,
-    expirySweepWindow: "1 minute",
-    connectionName: `rps-test-${overrides.name}`,
-    fullSync: { ...defaultFullSyncOptions(testWriteOptions.retry), scanCount: 100 },
-    pipeline: {
-      batchSize: 100,
-      batchWindow: "20 millis",
-      maxBatchesPerSecond: 100,
-      concurrency: 2,
-      maxPending: 10_000,
-      retryBaseDelay: "100 millis",
-      retryMaxDelay: "500 millis",
-      reconcileInterval: "1 hour",
-      shutdownTimeout: "5 seconds"
-    },
-    ...overrides
-  }))
+const daemonOptions = ({ name, ...overrides }: Partial<Daemon.DaemonOptions> & { name: string }) =>
+  Effect.map(TestEnvTag, (env) => testDaemonOptions(env, name, overrides))
 
 /** The app's way: GET the document, append a message, SETEX it back, PUBLISH its id. */
 const appendTheAppsWay = (id: string, message: object) =>
