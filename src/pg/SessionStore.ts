@@ -99,7 +99,8 @@ const makeKeyCache = (limit: number) => {
       }
       for (const [id, { seq, added }] of last) {
         // The set handed to `decide` is this store's own (loaded or cached), so it is extended in place.
-        const keys = (before.get(id) as Set<string> | undefined) ?? new Set<string>()
+        const keys = before.get(id) as Set<string> | undefined
+        if (keys === undefined) continue
         for (const k of added) keys.add(k)
         drop(id)
         if (keys.size > limit / 10) continue
@@ -235,7 +236,8 @@ export const make = Effect.gen(function*() {
     return transaction(sql, Effect.gen(function*() {
       yield* sql`SELECT sync_lock_sessions(${latest.map((o) => o.sessionId)}::text[])`
       const states = yield* loadStates(latest)
-      known = new Map(Array.from(states, ([id, st]) => [id, st.session?.messageKeys ?? new Set<string>()]))
+      // Only sessions PostgreSQL already held are worth remembering: a full sync writes most sessions once.
+      known = new Map(Array.from(states).flatMap(([id, st]) => (st.session === null ? [] : [[id, st.session.messageKeys] as const])))
       const events = latest.flatMap((o) => decide(o, states.get(o.sessionId) ?? { session: null, rejectedHash: null }))
       if (events.length === 0) return { ...emptyBatch, sessions: latest.length }
       const committed = yield* append(events, sourceFn(source))
