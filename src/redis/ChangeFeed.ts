@@ -4,6 +4,7 @@
  * allowed; and the pre-expiry sweep. Every signal is a hint only: the pipeline reads the key to learn the truth, and
  * a reconcile scan repairs whatever pub/sub lost.
  */
+import type { GoneKind } from "../core/Events.js"
 import { Context, Duration, Effect, Either, Layer, Mailbox, type Scope, Stream } from "effect"
 import type { Redis } from "ioredis"
 import { coversNotifyFlags, REQUIRED_NOTIFY_FLAGS, RedisClient } from "./RedisClient.js"
@@ -14,8 +15,7 @@ import { globEscape } from "./SessionSource.js"
 /** What the daemon captures with, from the richest to the poorest; found once at start. */
 export type CaptureMode = "notifications+channel+reconcile" | "channel+reconcile" | "reconcile"
 
-/** How a key left Redis. `rename_from` (and `move_from`) count as `deleted`. */
-export type GoneKind = "deleted" | "expired" | "evicted"
+export type { GoneKind }
 
 /** A key may have changed: read it. */
 export interface Changed {

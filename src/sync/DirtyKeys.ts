@@ -8,10 +8,10 @@
  * key. Ids handed out by `take` are "in flight" until `release`: marking one meanwhile keeps it dirty, but `take`
  * skips it, so one session is never in two batches at once.
  */
+import type { GoneKind } from "../core/Events.js"
 import { Effect } from "effect"
 
-/** A key that left Redis, by the way it left. */
-export type GoneKind = "expired" | "deleted" | "evicted"
+export type { GoneKind }
 
 /** What a mark says about a session: written (`changed`) or gone. Only a hint: the writer always reads the key. */
 export type Hint = "changed" | GoneKind
