@@ -46,6 +46,11 @@ export type Observation =
      * their identity (see `decodeSnapshot`).
      */
     readonly decode: (known: ReadonlySet<string>) => Either.Either<Snapshot, Rejection>
+    /**
+     * An explicit retry: decide again even when the value is the standing rejection (the rejection may have
+     * come from PostgreSQL, whose constraint has since been fixed).
+     */
+    readonly force?: boolean
     /** Bounded excerpt and full length of the raw value, for a rejection. */
     readonly excerpt: string
     readonly length: number
@@ -98,7 +103,7 @@ export const decide = (observation: Observation, state: SessionState): ReadonlyA
     return [{ type: goneEventType(observation.kind), sessionId, snapshotHash: null, payload: { v: 1 } }]
   }
   const { hash } = observation
-  if (hash === state.rejectedHash) return []
+  if (hash === state.rejectedHash && observation.force !== true) return []
   // The same value as last synced changes nothing, unless the session has since been rejected or left Redis:
   // then it is back, and that must be recorded.
   if (hash === projected?.snapshotHash && state.rejectedHash === null && projected.gone === null) return []

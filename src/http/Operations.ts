@@ -249,10 +249,10 @@ export const make = (options: OperationsOptions) =>
         message: `session ${sessionId} not found in Redis (no key ${options.keyPrefix}${sessionId})${extra}`
       })
 
-    const syncOne = (sessionId: string) =>
+    const syncOne = (sessionId: string, force = false) =>
       Effect.gen(function*() {
         if (yield* Ref.get(paused)) return yield* new Conflict({ message: PAUSED })
-        return yield* withServices(syncSession(sessionId, "api", options.fullSync)).pipe(Effect.mapError(toHttpError))
+        return yield* withServices(syncSession(sessionId, "api", options.fullSync, force)).pipe(Effect.mapError(toHttpError))
       })
 
     const syncedResult = (sessionId: string, r: { events: number; messagesInserted: number; lastSeq: number }, message: string) => ({
@@ -298,7 +298,7 @@ export const make = (options: OperationsOptions) =>
             message: `session ${sessionId} has no standing rejection (GET /api/v1/sync/rejections lists them)`
           })
         }
-        const outcome = yield* syncOne(sessionId)
+        const outcome = yield* syncOne(sessionId, true)
         switch (outcome._tag) {
           case "NotFound":
             return yield* notInRedis(sessionId, "; its rejection stays on record until a good value arrives")

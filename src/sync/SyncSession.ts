@@ -18,12 +18,15 @@ export type SessionSyncOutcome =
 export const syncSession = (
   sessionId: string,
   source: Source,
-  options: WriteOptions
+  options: WriteOptions,
+  /** Decide again even if the value is the standing rejection (`POST …/rejections/{id}/retry`). */
+  force = false
 ): Effect.Effect<SessionSyncOutcome, PgError | RedisError, import("../pg/SessionStore.js").SessionStore | SessionSource> =>
   Effect.gen(function*() {
     const redis = yield* SessionSource
     const [raw] = yield* redis.read([sessionId])
-    const observation = raw === undefined ? null : observe(raw)
+    const observed = raw === undefined ? null : observe(raw)
+    const observation = observed !== null && force && observed._tag === "Snapshot" ? { ...observed, force } : observed
     if (observation === null) return { _tag: "NotFound", sessionId } as const
     const result = yield* writeBatch([observation], source, options)
     const refusal = result.committed.find((e) => e.type === "snapshot_rejected")

@@ -191,6 +191,23 @@ describe("full sync on real Redis and PostgreSQL", () => {
         yield* sql`ALTER TABLE messages DROP CONSTRAINT operator_rule`
       }))
 
+    it.effect("a forced retry writes an unchanged value once PostgreSQL accepts it; an ordinary sync does not", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        yield* sql`ALTER TABLE messages ADD CONSTRAINT operator_rule_2 CHECK (content IS DISTINCT FROM 'not yet')`
+        yield* put("retry-me", { topic: "retry", messages: [msg("not yet", 1, "2025-01-01T00:00:00Z")] })
+        assert.strictEqual((yield* syncSession("retry-me", "api", testWriteOptions))._tag, "Rejected")
+        yield* sql`ALTER TABLE messages DROP CONSTRAINT operator_rule_2`
+        const plain = yield* syncSession("retry-me", "api", testWriteOptions)
+        assert.strictEqual(plain._tag === "Synced" && plain.result.events, 0)
+        assert.strictEqual((yield* messagesOf("retry-me")).length, 0)
+        const forced = yield* syncSession("retry-me", "api", testWriteOptions, true)
+        assert.strictEqual(forced._tag, "Synced")
+        assert.deepStrictEqual((yield* messagesOf("retry-me")).map((r) => r.content), ["not yet"])
+        const standing = yield* sql`SELECT 1 FROM rejections WHERE redis_session_id = 'retry-me'`
+        assert.strictEqual(standing.length, 0)
+      }))
+
     it.effect("a NUL character anywhere in a document is replaced and reported, and the session syncs", () =>
       Effect.gen(function*() {
         yield* put("nul-inside", "{\"topic\": \"nul\", \"weird\": {\"k\\u0000\": \"a\\u0000b\"}, \"messages\": []}")
