@@ -3,7 +3,7 @@ import { assert, describe, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import Pg from "pg"
 import * as RedisClient from "../../src/redis/RedisClient.js"
-import { assertConsistent, del, ledger, messagesOf, put } from "../support/Data.js"
+import { assertConsistent, del, ledger, ledgerSettled, messagesOf, put } from "../support/Data.js"
 import { makeTestEnv, TestEnvTag } from "../support/Servers.js"
 import { apiLayer, call, eventually, sampleOf } from "./Harness.js"
 
@@ -258,6 +258,7 @@ describe("HTTP API without a token, on a real daemon, Redis and PostgreSQL", () 
     it.effect("GET /api/v1/sync/log pages through the ledger: after/limit, has_more, every row once", () =>
       Effect.gen(function*() {
         const all = yield* ledger
+        yield* ledgerSettled
         const first = yield* call("GET", "/api/v1/sync/log?limit=5")
         assert.strictEqual(first.status, 200)
         assert.strictEqual(first.json.events.length, 5)
@@ -292,6 +293,7 @@ describe("HTTP API without a token, on a real daemon, Redis and PostgreSQL", () 
       Effect.gen(function*() {
         const env = yield* TestEnvTag
         const sql = yield* SqlClient.SqlClient
+        yield* ledgerSettled
         let after = 0
         while (true) {
           const page = yield* call("GET", `/api/v1/sync/log?after=${after}&limit=1000`)
@@ -321,6 +323,7 @@ describe("HTTP API without a token, on a real daemon, Redis and PostgreSQL", () 
           )
         )
         yield* Effect.promise(() => slow.query("COMMIT"))
+        yield* ledgerSettled
         const later = yield* call("GET", `/api/v1/sync/log?after=${after}`)
         const seqs: Array<number> = later.json.events.map((e: any) => e.seq)
         assert.strictEqual(seqs[0], lateSeq)

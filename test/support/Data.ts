@@ -58,6 +58,21 @@ export const ledger = Effect.gen(function*() {
   return rows
 })
 
+/**
+ * Waits until every committed ledger row is visible to a gap-safe reader (DESIGN §2): xmin is cluster-wide, so a
+ * transaction of another test file running in parallel holds such readers back until it ends. Uses the real clock.
+ */
+export const ledgerSettled = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  for (let attempt = 0; attempt < 400; attempt++) {
+    const [row] = yield* sql<{ settled: boolean }>`
+      SELECT coalesce(max(tx_id) < pg_snapshot_xmin(pg_current_snapshot()), true) AS settled FROM sync_log`
+    if (row!.settled) return
+    yield* Effect.sleep("25 millis")
+  }
+  return yield* Effect.dieMessage("the ledger did not settle within 10 s: a transaction somewhere stays open")
+})
+
 export const messagesOf = (redisSessionId: string) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
