@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// Runs the CLI: from TypeScript sources in a checkout (through tsx), or from the compiled dist/ when there are
-// no sources (a production install or the Docker image).
+// Runs the CLI: from TypeScript sources in a checkout (through tsx, a development dependency), or from the
+// compiled dist/main.js (`npm run build`) when there are no sources (a production install or the Docker image).
 import { existsSync } from "node:fs"
 
 const source = new URL("../src/main.ts", import.meta.url)
@@ -9,5 +9,5 @@ if (existsSync(source)) {
   register()
   await import(source.href)
 } else {
-  await import(new URL("../dist/src/main.js", import.meta.url).href)
+  await import(new URL("../dist/main.js", import.meta.url).href)
 }
