@@ -19,6 +19,7 @@ import * as HttpApi from "./http/Server.js"
 import { comparisonBody } from "./http/Operations.js"
 import * as Metrics from "./Metrics.js"
 import * as Compare from "./sync/Compare.js"
+import { VERSION } from "./Version.js"
 
 const fmt = (n: number) => Math.round(n).toLocaleString("en-US")
 
@@ -231,7 +232,7 @@ const root = Command.make("redis-pg-sync", {}).pipe(
   Command.withSubcommands([start, sync, syncOne, compare, check, migrate])
 )
 
-const run = Command.run(root, { name: "redis-pg-sync", version: "0.1.0" })
+const run = Command.run(root, { name: "redis-pg-sync", version: VERSION })
 
 /** Runs the CLI on `argv`, starting throwaway local services first when nothing is configured. */
 export const cli = (argv: ReadonlyArray<string>) => {

@@ -1,18 +1,19 @@
 /**
- * The daemon's metrics (the seed's "metrics to monitor") and their Prometheus text exposition.
+ * The daemon's metrics (the seed's "metrics to monitor") and their Prometheus exposition.
  *
- * Metrics that the write path produces (ledger events, sessions synced, messages inserted, rejections, failures
- * by kind, batch sizes, commit duration, sync lag) are Effect `Metric`s, recorded by `instrument`: a decorator of
- * the `SessionStore` and `SessionSource` services, so every writer — live pipeline, reconcile, full sync, single
- * session — is counted without touching the sync code. Values that already live elsewhere (events received by
- * the daemon, pending keys, ledger seq) are passed to `render` as scrape-time samples.
+ * Every metric is an Effect `Metric`. Those the write path produces (ledger events, sessions synced, messages
+ * inserted, rejections, failures by kind, batch sizes, commit duration, sync lag) are recorded by `instrument`: a
+ * decorator of the `SessionStore` and `SessionSource` services, so every writer — live pipeline, reconcile, full
+ * sync, single session — is counted without touching the sync code. Values that live in the daemon's status
+ * (events received, pending keys, batches, ledger seq, ...) are copied into metrics when scraped (`recordFigures`).
  *
- * `render` formats `Metric.snapshot` itself (text format 0.0.4): no OpenTelemetry SDK, exact metric names, and
- * scrape-time counters keep their `counter` type. Only metrics named `redis_pg_sync_*` are exposed. The Effect
- * metric registry is process-wide: counters count since the process started.
+ * The exposition goes through `@effect/opentelemetry`: its metric producer reads Effect's (process-wide) metric
+ * registry into the OpenTelemetry SDK, and the OpenTelemetry `PrometheusExporter` — a pull reader whose own HTTP
+ * server is not started — serializes it for `GET /metrics` (`Exporter`). Counters count since the process started.
  */
-import { Effect, Layer, Metric, MetricBoundaries, MetricState, Option, Stream } from "effect"
-import type { MetricPair } from "effect"
+import { Metrics as OtelMetrics, Resource } from "@effect/opentelemetry"
+import { PrometheusExporter, PrometheusSerializer } from "@opentelemetry/exporter-prometheus"
+import { Context, Effect, Layer, Metric, MetricBoundaries, MetricState, Ref, Stream } from "effect"
 import type { CommittedEvent, Source } from "./core/Events.js"
 import type { PgError } from "./pg/PgError.js"
 import { type BatchResult, SessionStore, type SourceOf } from "./pg/SessionStore.js"
@@ -86,15 +87,6 @@ export const registerSeries: Effect.Effect<void> = Effect.all([
   Metric.value(commitDuration),
   Metric.value(syncLag)
 ], { discard: true })
-
-/** A value known only at scrape time (from the daemon's status or PostgreSQL). */
-export interface Sample {
-  readonly name: string
-  readonly help: string
-  readonly type: "counter" | "gauge"
-  readonly labels?: Readonly<Record<string, string>>
-  readonly value: number
-}
 
 const LIVE_SOURCES: ReadonlySet<Source> = new Set(["keyspace", "channel"])
 /** Lags beyond a day come from timestamps in another time zone or from old data: not a lag. */
@@ -202,7 +194,25 @@ export const instrumentSource = Layer.effect(
  */
 export const instrument = Layer.merge(instrumentStore, instrumentSource)
 
-/** What the daemon knows at scrape time, as samples. */
+// ---------------------------------------------------------------------------------------------------------------
+// Figures known only to the daemon, copied into metrics at scrape time
+
+const gauge = (name: string, description: string) => Metric.gauge(PREFIX + name, { description })
+const counter = (name: string, description: string) => Metric.counter(PREFIX + name, { description, incremental: true })
+
+export const eventsReceived = counter("events_received_total", "Change signals received by the daemon, by source")
+export const batchesFlushed = counter("batches_flushed_total", "Live batches written")
+export const batchesDropped = counter("batches_dropped_total", "Live batches given up on a non-connection error")
+export const overflows = counter("overflows_total", "Times the dirty-key set overflowed (a reconcile scan follows)")
+export const reconciles = counter("reconciles_total", "Reconcile scans completed")
+export const pendingKeys = gauge("pending_keys", "Sessions marked dirty, not yet written")
+export const inFlightBatches = gauge("in_flight_batches", "Live batches being written")
+export const currentLag = gauge("current_lag_seconds", "0 when nothing is pending; else time since the pipeline was last caught up")
+export const paused = gauge("paused", "1 while sync is paused")
+export const up = gauge("up", "1 when the component is reachable, by component")
+export const ledgerSeq = gauge("ledger_seq", "Last seq in sync_log (the last value read while PostgreSQL is unreachable)")
+
+/** What the daemon knows at scrape time. */
 export interface DaemonFigures {
   readonly status: DaemonStatus
   readonly lagSeconds: number
@@ -212,104 +222,69 @@ export interface DaemonFigures {
   readonly ledgerSeq: number | undefined
 }
 
-export const daemonSamples = (f: DaemonFigures): ReadonlyArray<Sample> => {
-  const p = f.status.pipeline
-  const sample = (type: Sample["type"], name: string, help: string, value: number, labels?: Record<string, string>): Sample =>
-    labels === undefined ? { name: PREFIX + name, help, type, value } : { name: PREFIX + name, help, type, value, labels }
-  const up = "1 when the component is reachable"
-  const received = "Change signals received by the daemon, by source"
-  return [
-    sample("counter", "events_received_total", received, f.status.eventsReceived.keyspace, { source: "keyspace" }),
-    sample("counter", "events_received_total", received, f.status.eventsReceived.channel, { source: "channel" }),
-    sample("gauge", "pending_keys", "Sessions marked dirty, not yet written", p.pending),
-    sample("gauge", "in_flight_batches", "Live batches being written", p.inFlightBatches),
-    sample("counter", "batches_flushed_total", "Live batches written", p.batchesFlushed),
-    sample("counter", "batches_dropped_total", "Live batches given up on a non-connection error", p.batchesDropped),
-    sample("counter", "overflows_total", "Times the dirty-key set overflowed (a reconcile scan follows)", p.overflows),
-    sample("counter", "reconciles_total", "Reconcile scans completed", p.reconciles),
-    sample("gauge", "current_lag_seconds", "0 when nothing is pending; else time since the pipeline was last caught up", f.lagSeconds),
-    sample("gauge", "paused", "1 while sync is paused", f.paused ? 1 : 0),
-    sample("gauge", "up", up, f.status.redisConnected ? 1 : 0, { component: "redis" }),
-    sample("gauge", "up", up, f.postgresUp ? 1 : 0, { component: "postgresql" }),
-    ...(f.ledgerSeq === undefined ? [] : [sample("gauge", "ledger_seq", "Last seq in sync_log", f.ledgerSeq)])
-  ]
-}
+/**
+ * Makes the recorder of one daemon's figures. The daemon's counts are its own since it started; the counters add
+ * what each count grew by since the previous scrape, so they stay monotonic across daemons in one process.
+ */
+export const makeFigureRecorder: Effect.Effect<(f: DaemonFigures) => Effect.Effect<void>> = Effect.gen(function*() {
+  // Keyed by name: `Metric.tagged` makes a new metric object on every call.
+  const last = yield* Ref.make(new Map<string, number>())
+  const lock = yield* Effect.makeSemaphore(1)
+  const grow = (seen: Map<string, number>, name: string, metric: Metric.Metric.Counter<number>, count: number) => {
+    const delta = count - (seen.get(name) ?? 0)
+    seen.set(name, count)
+    // Incremented even by 0, so that the series is there from the first scrape on.
+    return Metric.incrementBy(metric, Math.max(delta, 0))
+  }
+  return (f) =>
+    lock.withPermits(1)(Effect.flatMap(Ref.get(last), (seen) => {
+      const p = f.status.pipeline
+      return Effect.all([
+        grow(seen, "keyspace", Metric.tagged(eventsReceived, "source", "keyspace"), f.status.eventsReceived.keyspace),
+        grow(seen, "channel", Metric.tagged(eventsReceived, "source", "channel"), f.status.eventsReceived.channel),
+        grow(seen, "flushed", batchesFlushed, p.batchesFlushed),
+        grow(seen, "dropped", batchesDropped, p.batchesDropped),
+        grow(seen, "overflows", overflows, p.overflows),
+        grow(seen, "reconciles", reconciles, p.reconciles),
+        Metric.set(pendingKeys, p.pending),
+        Metric.set(inFlightBatches, p.inFlightBatches),
+        Metric.set(currentLag, f.lagSeconds),
+        Metric.set(paused, f.paused ? 1 : 0),
+        Metric.set(Metric.tagged(up, "component", "redis"), f.status.redisConnected ? 1 : 0),
+        Metric.set(Metric.tagged(up, "component", "postgresql"), f.postgresUp ? 1 : 0),
+        f.ledgerSeq === undefined ? Effect.void : Metric.set(ledgerSeq, f.ledgerSeq)
+      ], { discard: true })
+    }))
+})
 
 // ---------------------------------------------------------------------------------------------------------------
-// Prometheus text format 0.0.4
+// Exposition
 
 export const CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-const escapeHelp = (s: string) => s.replace(/\\/g, "\\\\").replace(/\n/g, "\\n")
-const escapeLabel = (s: string) => s.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, "\\\"")
+/** Serializes the process's metrics in Prometheus text format. */
+export class Exporter extends Context.Tag("redis-pg-sync/Metrics/Exporter")<Exporter, {
+  readonly scrape: Effect.Effect<string>
+}>() {}
 
-const formatValue = (n: number | bigint): string => {
-  if (typeof n === "bigint") return n.toString()
-  if (Number.isNaN(n)) return "NaN"
-  if (n === Number.POSITIVE_INFINITY) return "+Inf"
-  if (n === Number.NEGATIVE_INFINITY) return "-Inf"
-  return String(n)
-}
+/**
+ * The OpenTelemetry Prometheus exporter as a pull reader of Effect's metrics. `target_info` carries the service
+ * name and version; samples carry no OpenTelemetry scope label, so the names and labels are exactly the ones
+ * defined here.
+ */
+export const layerExporter = (serviceVersion: string): Layer.Layer<Exporter> =>
+  Layer.unwrapEffect(Effect.sync(() => {
+    const reader = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo: true })
+    const serializer = new PrometheusSerializer(undefined, false, undefined, false, true)
+    const scrape = Effect.promise(() => reader.collect()).pipe(
+      Effect.map(({ resourceMetrics }) => serializer.serialize(resourceMetrics))
+    )
+    return Layer.merge(Layer.succeed(Exporter, { scrape }), OtelMetrics.layer(() => reader)).pipe(
+      Layer.provide(Resource.layer({ serviceName: "redis-pg-sync", serviceVersion }))
+    )
+  }))
 
-const formatLabels = (labels: ReadonlyArray<readonly [string, string]>): string =>
-  labels.length === 0 ? "" : `{${labels.map(([k, v]) => `${k}="${escapeLabel(v)}"`).join(",")}}`
-
-interface Family {
-  readonly help: string
-  readonly type: "counter" | "gauge" | "histogram"
-  readonly lines: Array<string>
-}
-
-const familyOf = (families: Map<string, Family>, name: string, help: string, type: Family["type"]): Family => {
-  let family = families.get(name)
-  if (family === undefined) families.set(name, family = { help, type, lines: [] })
-  return family
-}
-
-const addPair = (families: Map<string, Family>, pair: MetricPair.MetricPair.Untyped) => {
-  const { metricKey: key, metricState: state } = pair
-  if (!key.name.startsWith(PREFIX)) return
-  const help = Option.getOrElse(key.description, () => key.name)
-  const labels = key.tags.map((t) => [t.key, t.value] as const).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-  if (MetricState.isCounterState(state)) {
-    familyOf(families, key.name, help, "counter").lines.push(`${key.name}${formatLabels(labels)} ${formatValue(state.count)}`)
-  } else if (MetricState.isGaugeState(state)) {
-    familyOf(families, key.name, help, "gauge").lines.push(`${key.name}${formatLabels(labels)} ${formatValue(state.value)}`)
-  } else if (MetricState.isHistogramState(state)) {
-    const family = familyOf(families, key.name, help, "histogram")
-    let last = 0
-    for (const [bound, cumulative] of state.buckets) {
-      if (!Number.isFinite(bound)) continue
-      family.lines.push(`${key.name}_bucket${formatLabels([...labels, ["le", formatValue(bound)]])} ${cumulative}`)
-      last = cumulative
-    }
-    family.lines.push(`${key.name}_bucket${formatLabels([...labels, ["le", "+Inf"]])} ${Math.max(state.count, last)}`)
-    family.lines.push(`${key.name}_sum${formatLabels(labels)} ${formatValue(state.sum)}`)
-    family.lines.push(`${key.name}_count${formatLabels(labels)} ${state.count}`)
-  }
-}
-
-/** Formats `pairs` (typically `Metric.snapshot`) and `samples` as one Prometheus exposition, families sorted by name. */
-export const format = (pairs: Iterable<MetricPair.MetricPair.Untyped>, samples: ReadonlyArray<Sample>): string => {
-  const families = new Map<string, Family>()
-  for (const pair of pairs) addPair(families, pair)
-  for (const s of samples) {
-    const labels = Object.entries(s.labels ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-    familyOf(families, s.name, s.help, s.type).lines.push(`${s.name}${formatLabels(labels)} ${formatValue(s.value)}`)
-  }
-  const out: Array<string> = []
-  for (const name of Array.from(families.keys()).sort()) {
-    const family = families.get(name)!
-    out.push(`# HELP ${name} ${escapeHelp(family.help)}`, `# TYPE ${name} ${family.type}`, ...family.lines)
-  }
-  return out.join("\n") + "\n"
-}
-
-/** The current exposition: every `redis_pg_sync_*` metric of this process, plus `samples`. */
-export const render = (samples: ReadonlyArray<Sample>): Effect.Effect<string> =>
-  Effect.map(Metric.snapshot, (pairs) => format(pairs, samples))
-
-/** Sum of a counter over all its label sets, as `render` would show it (for the status endpoint). */
+/** Sum of a counter over all its label sets (for the status endpoint). */
 export const totalOf = (name: string): Effect.Effect<number> =>
   Effect.map(Metric.snapshot, (pairs) => {
     let total = 0

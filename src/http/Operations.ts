@@ -127,6 +127,7 @@ const PAUSED = "sync is paused: nothing is written to PostgreSQL until POST /api
 export const make = (options: OperationsOptions) =>
   Effect.gen(function*() {
     const daemon = yield* Daemon
+    const exporter = yield* Metrics.Exporter
     const context = yield* Effect.context<SessionSource | SessionStore | SqlClient.SqlClient | RedisClient.RedisClient>()
     const scope = yield* Effect.scope
     const startedAt = Date.now()
@@ -432,16 +433,18 @@ export const make = (options: OperationsOptions) =>
       return yield* new NotReady({ message: `not ready: ${failed.join("; ")}`, checks })
     })
 
+    const recordFigures = yield* Metrics.makeFigureRecorder
     const metrics = Effect.gen(function*() {
       const s = yield* daemon.status
       const ledger = yield* head
-      return yield* Metrics.render(Metrics.daemonSamples({
+      yield* recordFigures({
         status: s,
         lagSeconds: lagOf(s, Date.now()),
         paused: yield* Ref.get(paused),
         postgresUp: Option.isSome(ledger),
         ledgerSeq: Option.getOrUndefined(Option.map(ledger, Option.match({ onNone: () => 0, onSome: (h) => h.seq })))
-      }))
+      })
+      return yield* exporter.scrape
     })
 
     return Operations.of({

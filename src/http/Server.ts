@@ -20,6 +20,8 @@ import { Api } from "./Api.js"
 import { authorizationLayer, OpsHandlers, SyncHandlers } from "./Handlers.js"
 import { httpConfig } from "./HttpConfig.js"
 import * as Operations from "./Operations.js"
+import * as Metrics from "../Metrics.js"
+import { VERSION } from "../Version.js"
 
 export interface ServerOptions extends Operations.OperationsOptions {
   /** The bearer token of the protected endpoints; none: they are open. */
@@ -76,7 +78,7 @@ export const layerApi = (options: ServerOptions) =>
       Layer.provide([SyncHandlers, OpsHandlers]),
       Layer.provide(authorizationLayer(options.token))
     )),
-    Layer.provide(Operations.layer(options)),
+    Layer.provide(Operations.layer(options).pipe(Layer.provide(Metrics.layerExporter(VERSION)))),
     // Session ids may be long once percent-encoded (find-my-way's default is 100 characters).
     Layer.provide(HttpRouter.setRouterConfig({ maxParamLength: 4096 }))
   )

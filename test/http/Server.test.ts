@@ -46,52 +46,85 @@ describe("jsonErrors", () => {
     }))
 })
 
-describe("Metrics.format", () => {
-  it.effect("counters, gauges and histograms in Prometheus text, labels escaped, sorted by family", () =>
+/** One scrape through a fresh exporter (the OpenTelemetry Prometheus exporter over Effect's metric registry). */
+const scrape = Effect.flatMap(Metrics.Exporter, (e) => e.scrape).pipe(Effect.provide(Metrics.layerExporter("9.9.9")))
+
+describe("Metrics.Exporter", () => {
+  it.effect("counters, gauges and histograms in Prometheus text, labels escaped, with the service's target_info", () =>
     Effect.gen(function*() {
-      const counter = Metric.counter("redis_pg_sync_test_total", { description: "a test\ncounter", incremental: true })
+      const counter = Metric.counter("redis_pg_sync_test_total", { description: "a test counter", incremental: true })
       const histogram = Metric.histogram("redis_pg_sync_test_seconds", MetricBoundaries.fromIterable([0.1, 1]), "a histogram")
+      const gauge = Metric.gauge("redis_pg_sync_test_up", { description: "up" })
       yield* Metric.incrementBy(Metric.tagged(counter, "source", "a\"b"), 3)
       yield* Metric.update(histogram, 0.05)
       yield* Metric.update(histogram, 0.5)
       yield* Metric.update(histogram, 5)
-      yield* Metric.increment(Metric.counter("other_total"))
-      const pairs = (yield* Metric.snapshot).filter((p) => p.metricKey.name.startsWith("redis_pg_sync_test") || p.metricKey.name === "other_total")
-      const text = Metrics.format(pairs, [
-        { name: "redis_pg_sync_test_pending", help: "pending", type: "gauge", value: 7 },
-        { name: "redis_pg_sync_test_up", help: "up", type: "gauge", labels: { component: "redis" }, value: 1 }
+      yield* Metric.set(Metric.tagged(gauge, "component", "redis"), 1)
+      const text = yield* scrape
+      const family = (name: string) =>
+        text.split("\n").filter((line) => line.startsWith(name) || line.startsWith(`# HELP ${name} `) || line.startsWith(`# TYPE ${name} `))
+      assert.deepStrictEqual(family("redis_pg_sync_test_total"), [
+        "# HELP redis_pg_sync_test_total a test counter",
+        "# TYPE redis_pg_sync_test_total counter",
+        "redis_pg_sync_test_total{source=\"a\\\"b\"} 3"
       ])
-      assert.strictEqual(
-        text,
-        [
-          "# HELP redis_pg_sync_test_pending pending",
-          "# TYPE redis_pg_sync_test_pending gauge",
-          "redis_pg_sync_test_pending 7",
-          "# HELP redis_pg_sync_test_seconds a histogram",
-          "# TYPE redis_pg_sync_test_seconds histogram",
-          "redis_pg_sync_test_seconds_bucket{le=\"0.1\"} 1",
-          "redis_pg_sync_test_seconds_bucket{le=\"1\"} 2",
-          "redis_pg_sync_test_seconds_bucket{le=\"+Inf\"} 3",
-          "redis_pg_sync_test_seconds_sum 5.55",
-          "redis_pg_sync_test_seconds_count 3",
-          "# HELP redis_pg_sync_test_total a test\\ncounter",
-          "# TYPE redis_pg_sync_test_total counter",
-          "redis_pg_sync_test_total{source=\"a\\\"b\"} 3",
-          "# HELP redis_pg_sync_test_up up",
-          "# TYPE redis_pg_sync_test_up gauge",
-          "redis_pg_sync_test_up{component=\"redis\"} 1",
-          ""
-        ].join("\n")
-      )
+      assert.deepStrictEqual(family("redis_pg_sync_test_seconds"), [
+        "# HELP redis_pg_sync_test_seconds a histogram",
+        "# TYPE redis_pg_sync_test_seconds histogram",
+        "redis_pg_sync_test_seconds_count 3",
+        "redis_pg_sync_test_seconds_sum 5.55",
+        "redis_pg_sync_test_seconds_bucket{le=\"0.1\"} 1",
+        "redis_pg_sync_test_seconds_bucket{le=\"1\"} 2",
+        "redis_pg_sync_test_seconds_bucket{le=\"+Inf\"} 3"
+      ])
+      assert.deepStrictEqual(family("redis_pg_sync_test_up"), [
+        "# HELP redis_pg_sync_test_up up",
+        "# TYPE redis_pg_sync_test_up gauge",
+        "redis_pg_sync_test_up{component=\"redis\"} 1"
+      ])
+      assert.match(text, /^target_info\{service_name="redis-pg-sync",.*service_version="9\.9\.9"\} 1$/m)
+      assert.notInclude(text, "otel_scope_name")
     }))
 
   it.effect("registerSeries shows the fixed series at zero before anything happened", () =>
     Effect.gen(function*() {
       yield* Metrics.registerSeries
-      const text = yield* Metrics.render([])
+      const text = yield* scrape
       assert.include(text, "redis_pg_sync_failures_total{kind=\"redis_connection\"} 0\n")
       assert.include(text, "redis_pg_sync_messages_inserted_total{source=\"keyspace\"} 0\n")
       assert.include(text, "redis_pg_sync_sync_lag_seconds_bucket{le=\"+Inf\"} 0\n")
       assert.include(text, "redis_pg_sync_sync_lag_seconds_count 0\n")
+    }))
+
+  it.effect("the daemon's own counts become monotonic counters, and its gauges are set, at each scrape", () =>
+    Effect.gen(function*() {
+      const figures = (received: number, pending: number) => ({
+        status: {
+          eventsReceived: { keyspace: received, channel: 0 },
+          redisConnected: true,
+          pipeline: { pending, inFlightBatches: 0, batchesFlushed: received, batchesDropped: 0, overflows: 0, reconciles: 1 }
+        } as any,
+        lagSeconds: 0,
+        paused: false,
+        postgresUp: true,
+        ledgerSeq: 42
+      })
+      const value = (text: string, line: string) => Number(text.split("\n").find((l) => l.startsWith(line + " "))?.slice(line.length + 1))
+      const received = "redis_pg_sync_events_received_total{source=\"keyspace\"}"
+      const first = yield* Metrics.makeFigureRecorder
+      yield* first(figures(5, 3))
+      const a = yield* scrape
+      yield* first(figures(7, 0))
+      const b = yield* scrape
+      // A second daemon in the same process counts from zero again: the counter keeps growing.
+      const second = yield* Metrics.makeFigureRecorder
+      yield* second(figures(2, 1))
+      const c = yield* scrape
+      assert.deepStrictEqual(
+        [a, b, c].map((t) => [value(t, received) - value(a, received), value(t, "redis_pg_sync_pending_keys")]),
+        [[0, 3], [2, 0], [4, 1]]
+      )
+      assert.strictEqual(value(c, "redis_pg_sync_ledger_seq"), 42)
+      assert.strictEqual(value(c, "redis_pg_sync_up{component=\"redis\"}"), 1)
     }))
 })
