@@ -20,6 +20,8 @@ export interface UserRow {
 export interface SessionUpsertRow {
   /** `seq` of the session's first `session_upserted`: used only when the row is inserted. */
   readonly id: number
+  /** `recorded_at` of that first `session_upserted`: used only when the row is inserted. */
+  readonly firstSeenAt: string
   readonly redisSessionId: string
   readonly meta: SessionUpsertedPayload
   readonly createdByUserId: string | null
@@ -123,6 +125,7 @@ const stamp = (stamps: Stamps, kind: GoneKind, at: string): Stamps =>
 interface Fold {
   upsert: SessionUpsertRow | null
   firstUpsertSeq: number | null
+  firstUpsertAt: string | null
   stamps: Stamps
   stampSeq: number | null
   touch: TouchRow | null
@@ -160,6 +163,7 @@ export const project = (events: ReadonlyArray<CommittedEvent>): RowChanges => {
       fold = {
         upsert: null,
         firstUpsertSeq: null,
+        firstUpsertAt: null,
         stamps: noStamps,
         stampSeq: null,
         touch: null,
@@ -173,10 +177,12 @@ export const project = (events: ReadonlyArray<CommittedEvent>): RowChanges => {
         const meta = event.payload
         if (meta.group_id !== null) groups.add(meta.group_id)
         fold.firstUpsertSeq ??= event.seq
+        fold.firstUpsertAt ??= event.recordedAt
         fold.stamps = noStamps
         fold.stampSeq = null
         fold.upsert = {
           id: fold.firstUpsertSeq,
+          firstSeenAt: fold.firstUpsertAt,
           redisSessionId: sid,
           meta,
           createdByUserId: addUser(meta.created_by, meta.group_id),

@@ -29,6 +29,7 @@ export const applyChanges = (sql: SqlClient.SqlClient, changes: RowChanges) =>
         extra: r.meta.extra,
         meta_hash: r.meta.meta_hash,
         at: r.recordedAt,
+        first_seen: r.firstSeenAt,
         expired_at: r.stamps.expiredAt,
         deleted_at: r.stamps.deletedAt,
         evicted_at: r.stamps.evictedAt,
@@ -37,11 +38,11 @@ export const applyChanges = (sql: SqlClient.SqlClient, changes: RowChanges) =>
       yield* sql`
         INSERT INTO sessions (id, redis_session_id, topic, group_id, created_by_user_id, started_at, updated_at,
                               extra, meta_hash, first_seen_at, synced_at, expired_at, deleted_at, evicted_at, last_seq)
-        SELECT id, rsid, topic, group_id, created_by, started_at, updated_at, extra, meta_hash, at, at,
+        SELECT id, rsid, topic, group_id, created_by, started_at, updated_at, extra, meta_hash, first_seen, at,
                expired_at, deleted_at, evicted_at, seq
         FROM json_to_recordset(${json}::json) AS r(id bigint, rsid text, topic text, group_id bigint,
           created_by bigint, started_at timestamptz, updated_at timestamptz, extra jsonb, meta_hash text,
-          at timestamptz, expired_at timestamptz, deleted_at timestamptz, evicted_at timestamptz, seq bigint)
+          at timestamptz, first_seen timestamptz, expired_at timestamptz, deleted_at timestamptz, evicted_at timestamptz, seq bigint)
         ON CONFLICT (redis_session_id) DO UPDATE SET
           topic = EXCLUDED.topic, group_id = EXCLUDED.group_id, created_by_user_id = EXCLUDED.created_by_user_id,
           started_at = EXCLUDED.started_at, updated_at = EXCLUDED.updated_at, extra = EXCLUDED.extra,

@@ -108,6 +108,7 @@ describe("Project.project", () => {
       ])
       assert.deepStrictEqual(changes.sessionUpserts, [{
         id: 41,
+        firstSeenAt: T0,
         redisSessionId: "s",
         meta: meta(),
         createdByUserId: "1",
@@ -120,10 +121,11 @@ describe("Project.project", () => {
       assert.strictEqual(MESSAGES_PER_EVENT, 10_000)
     })
 
-    it("a later upsert in the same batch keeps the first upsert's seq as the id and carries its own seq", () => {
+    it("a later upsert in the same batch keeps the first upsert's seq and time for a new row and carries its own", () => {
       const changes = project([upsertedAt(5, "s", "h1"), upsertedAt(9, "s", "h2", meta({ topic: "New", meta_hash: "m2" }), T1)])
       assert.deepStrictEqual(changes.sessionUpserts, [{
         id: 5,
+        firstSeenAt: T0,
         redisSessionId: "s",
         meta: meta({ topic: "New", meta_hash: "m2" }),
         createdByUserId: "1",
@@ -271,6 +273,7 @@ describe("Project.project", () => {
       ])
       assert.deepStrictEqual(changes.sessionUpserts, [{
         id: 1,
+        firstSeenAt: T0,
         redisSessionId: "s",
         meta: meta({ meta_hash: "m2" }),
         createdByUserId: "1",
