@@ -1,9 +1,10 @@
 /**
  * The compiled daemon, built and run the way the Docker image builds and runs it (`npm run build`, then
- * `node dist/main.js start`, which has only production dependencies), checked end to end by `scripts/test-sync`
- * and stopped by SIGTERM. No Docker engine is available where the tests run, so this is what keeps the image's
- * path from rotting unnoticed. The build goes to a directory of its own under .data/ (inside the checkout, so
- * that node_modules resolves), never over a dist/ that someone may be running.
+ * `node dist/main.js start`), checked end to end by `scripts/test-sync` and stopped by SIGTERM. No Docker engine
+ * is available where the tests run, so this is what keeps the image's path from rotting unnoticed. The image's
+ * `npm ci --omit=dev` is stood in for by a check that dist/ imports only production dependencies. The build goes
+ * to a directory of its own under .data/ (inside the checkout, so that node_modules resolves), never over a dist/
+ * that someone may be running.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { type ChildProcess, execFile, spawn } from "node:child_process"
