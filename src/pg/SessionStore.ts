@@ -158,12 +158,15 @@ export const make = Effect.gen(function*() {
         FROM unnest(${ids}::text[]) AS x(id)
         LEFT JOIN sessions s ON s.redis_session_id = x.id
         LEFT JOIN rejections r ON r.redis_session_id = x.id`
-      // Message keys are needed only for sessions that exist and whose snapshot changed.
+      // Message keys are needed for the sessions that exist and that `decide` will look into: all but those
+      // whose value is the one last synced while nothing happened since (not rejected, not gone, not forced).
       const byId = new Map(rows.map((r) => [r.id, r]))
       const changed = new Set(
         observations.flatMap((o) => {
           const row = byId.get(o.sessionId)
-          return o._tag === "Snapshot" && row?.exists && row.snapshot_hash !== o.hash ? [o.sessionId] : []
+          if (o._tag !== "Snapshot" || row === undefined || !row.exists) return []
+          const unchanged = row.snapshot_hash === o.hash && row.rejected_hash === null && row.gone === null && o.force !== true
+          return unchanged ? [] : [o.sessionId]
         })
       )
       const keys = new Map<string, ReadonlySet<string>>()
@@ -200,7 +203,7 @@ export const make = Effect.gen(function*() {
           : null
         states.set(r.id, { session, rejectedHash: r.rejected_hash })
       }
-      return states
+      return { states, keys }
     })
 
   const append = (events: ReadonlyArray<SyncEvent>, source: (sessionId: string) => Source) =>
@@ -235,9 +238,11 @@ export const make = Effect.gen(function*() {
     let known = new Map<string, ReadonlySet<string>>()
     return transaction(sql, Effect.gen(function*() {
       yield* sql`SELECT sync_lock_sessions(${latest.map((o) => o.sessionId)}::text[])`
-      const states = yield* loadStates(latest)
-      // Only sessions PostgreSQL already held are worth remembering: a full sync writes most sessions once.
-      known = new Map(Array.from(states).flatMap(([id, st]) => (st.session === null ? [] : [[id, st.session.messageKeys] as const])))
+      const { states, keys } = yield* loadStates(latest)
+      // Only sessions whose keys were loaded (or cached) are worth remembering: those PostgreSQL already held,
+      // with a changed snapshot. Any other session's state has an empty key set that stands for "not loaded",
+      // and remembering it would make every message of the session's next snapshot look new.
+      known = keys
       const events = latest.flatMap((o) => decide(o, states.get(o.sessionId) ?? { session: null, rejectedHash: null }))
       if (events.length === 0) return { ...emptyBatch, sessions: latest.length }
       const committed = yield* append(events, sourceFn(source))

@@ -235,6 +235,29 @@ describe("full sync on real Redis and PostgreSQL", () => {
         assert.deepStrictEqual(appended.map((e) => e.payload.messages.map((x: { content: string }) => x.content)), [["c0", "c1"], ["c2"], ["c3"]])
       }))
 
+    it.effect("a session that left Redis and comes back appends only its new messages (no key set is remembered unloaded)", () =>
+      Effect.gen(function*() {
+        const m = (i: number) => msg(`b${i}`, 1, `2025-06-01T10:00:0${i}Z`)
+        const store = yield* SessionStore.SessionStore
+        yield* put("back-1", { topic: "back", messages: [m(0), m(1)] })
+        yield* syncAll()
+        // The departure is written with the session's state but without loading its message keys.
+        yield* store.apply([{ _tag: "Gone", sessionId: "back-1", kind: "expired" }], "keyspace")
+        yield* put("back-1", { topic: "back", messages: [m(0), m(1), m(2)] })
+        const observation = observe((yield* (yield* SessionSource).read(["back-1"]))[0]!)!
+        yield* writeBatch([observation], "keyspace", testWriteOptions)
+        const appended = (yield* ledger).filter((e) => e.session_id === "back-1" && e.event_type === "messages_appended")
+        assert.deepStrictEqual(appended.map((e) => e.payload.messages.map((x: { content: string }) => x.content)), [["b0", "b1"], ["b2"]])
+        assert.deepStrictEqual((yield* messagesOf("back-1")).map((r) => r.content), ["b0", "b1", "b2"])
+
+        // The very value it left with comes back: an upsert that clears the stamp, and no message again.
+        yield* store.apply([{ _tag: "Gone", sessionId: "back-1", kind: "deleted" }], "keyspace")
+        yield* writeBatch([observation], "keyspace", testWriteOptions)
+        const after = (yield* ledger).filter((e) => e.session_id === "back-1")
+        assert.deepStrictEqual(after.slice(-2).map((e) => e.event_type), ["session_deleted", "session_upserted"])
+        assert.strictEqual(after.filter((e) => e.event_type === "messages_appended").length, 2)
+      }))
+
     it.effect("a full sync records as expired every session whose key left Redis, across many pages", () =>
       Effect.gen(function*() {
         const ids = Array.from({ length: 23 }, (_, i) => `departed-${i}`)
