@@ -28,6 +28,12 @@ export const migrations = {
   "0002_projection": m0002
 } as const
 
+/**
+ * The migrations that build the projection tables, in order: a rebuild creates its shadow projection with them.
+ * A migration that changes a projection table belongs here too.
+ */
+export const projectionMigrations = [m0002] as const
+
 export const MIGRATIONS_TABLE = "sync_migrations"
 
 const quoteIdent = (name: string) => `"${name.replace(/"/g, "\"\"")}"`

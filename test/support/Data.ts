@@ -29,20 +29,24 @@ export const syncAll = (options: Partial<FullSyncOptions> = {}) =>
     return yield* fullSync("reconcile", { ...defaultFullSyncOptions(testWriteOptions.retry), ...options }, progress)
   })
 
-/** Every projection table, rows ordered by key: equal dumps mean equal tables. */
-export const dumpTables = Effect.gen(function*() {
-  const sql = yield* SqlClient.SqlClient
-  const q = (table: string, order: string) => sql.unsafe(`SELECT * FROM ${table} ORDER BY ${order}`)
-  return {
-    users: yield* q("users", "id"),
-    groups: yield* q("groups", "id"),
-    group_participants: yield* q("group_participants", "group_id, user_id"),
-    sessions: yield* q("sessions", "id"),
-    messages: yield* q("messages", "id"),
-    rejections: yield* q("rejections", "redis_session_id"),
-    projection_state: yield* q("projection_state", "id")
-  }
-})
+/** Every projection table of `schema` (default: the connection's), rows ordered by key: equal dumps mean equal tables. */
+export const dumpTablesOf = (schema?: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const q = (table: string, order: string) =>
+      sql.unsafe(`SELECT * FROM ${schema === undefined ? "" : `"${schema}".`}${table} ORDER BY ${order}`)
+    return {
+      users: yield* q("users", "id"),
+      groups: yield* q("groups", "id"),
+      group_participants: yield* q("group_participants", "group_id, user_id"),
+      sessions: yield* q("sessions", "id"),
+      messages: yield* q("messages", "id"),
+      rejections: yield* q("rejections", "redis_session_id"),
+      projection_state: yield* q("projection_state", "id")
+    }
+  })
+
+export const dumpTables = dumpTablesOf()
 
 export interface LedgerRow {
   readonly seq: number

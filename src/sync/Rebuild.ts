@@ -1,0 +1,346 @@
+/**
+ * Rebuild, verify and look back (DESIGN §3, Rebuild): the projection tables replayed from `sync_log` alone.
+ *
+ * - `rebuild`: replay into a shadow schema while the live writer keeps appending, catch up with what it
+ *   appended meanwhile (in passes, each over the rows committed since the previous pass's snapshot), check the
+ *   shadow, then — under a short lock that stops writers — apply the last rows and swap the shadow's tables in.
+ *   One rebuild at a time per schema, across processes and replicas (a PostgreSQL advisory lock).
+ * - `rebuild` with `into` (and `untilSeq` or `untilTime`): the projection as of a point in the ledger, into a
+ *   schema of its own for inspection; the live tables are not touched.
+ * - `verify`: in ONE repeatable-read transaction (the live tables and the ledger seen at the same instant, no
+ *   lock taken), replay the ledger into a scratch schema and compare it with the live tables, then roll back.
+ *
+ * The swap takes its locks in the order a writer first touches the tables — the session state it reads, the
+ * ledger, then users, groups and the rest — so that it only ever waits for a writer, never in a cycle with one.
+ */
+import { SqlClient } from "@effect/sql"
+import { Data, Effect, Exit, Ref } from "effect"
+import { classify, PgError, transaction } from "../pg/PgError.js"
+import * as Replay from "../pg/Replay.js"
+
+export type RebuildPhase = "replaying" | "catching up" | "verifying" | "swapping" | "done" | "failed"
+
+export interface RebuildProgress {
+  readonly phase: RebuildPhase
+  /** The schema being built. */
+  readonly target: string
+  readonly eventsReplayed: number
+  /** Events to replay, as far as known (the live writer may add more until the swap). */
+  readonly eventsTotal: number
+  readonly messagesInserted: number
+  readonly startedAt: number
+}
+
+export interface RebuildOptions {
+  /** Build into this schema for inspection and stop there (no swap); it must not exist. */
+  readonly into?: string | undefined
+  readonly untilSeq?: number | undefined
+  /** ISO-8601. */
+  readonly untilTime?: string | undefined
+  /** Keep the replaced tables in `{schema}_previous` instead of dropping them. */
+  readonly keepPrevious?: boolean | undefined
+  /** Events per replay transaction, and messages at most. */
+  readonly pageEvents?: number | undefined
+  readonly pageMessages?: number | undefined
+  /** How long the swap may wait for its locks before it gives up (the live tables stay as they were). */
+  readonly lockTimeout?: string | undefined
+  readonly onProgress?: ((progress: RebuildProgress) => Effect.Effect<void>) | undefined
+}
+
+export interface RebuildResult {
+  readonly target: string
+  /** Whether the rebuilt tables replaced the live ones. */
+  readonly swapped: boolean
+  /** Where the replaced tables went, when kept. */
+  readonly previous: string | null
+  readonly eventsReplayed: number
+  readonly messagesInserted: number
+  /** The last seq replayed. */
+  readonly lastSeq: number
+  /** How the rebuilt tables differ from the live ones just before the swap (empty for `into`). */
+  readonly diff: ReadonlyArray<Replay.TableDiff>
+  /** Events replayed under the swap's lock, and how long writers waited for it. */
+  readonly tailEvents: number
+  readonly lockedMillis: number
+  readonly durationMillis: number
+}
+
+export class RebuildError extends Data.TaggedError("RebuildError")<{ readonly message: string }> {}
+
+/** Advisory lock class of rebuilds (two-int form: never the writers' one-bigint session locks). */
+const REBUILD_LOCK_CLASS = 0x72707372
+
+/**
+ * Holds the rebuild lock of `schema` for the scope, on a connection of its own. Fails with a `RebuildError`
+ * when another process or replica holds it.
+ */
+export const rebuildLock = (schema: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const conn = yield* sql.reserve
+    const [row] = yield* conn.execute(
+      "SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok",
+      [REBUILD_LOCK_CLASS, schema],
+      undefined
+    )
+    if (row.ok !== true) {
+      return yield* new RebuildError({ message: `a rebuild of schema ${schema} is already running (another process or replica)` })
+    }
+    yield* Effect.addFinalizer(() =>
+      conn.execute("SELECT pg_advisory_unlock($1, hashtext($2))", [REBUILD_LOCK_CLASS, schema], undefined).pipe(Effect.ignore)
+    )
+  }).pipe(Effect.catchTag("SqlError", (e) => Effect.fail(classify(e))))
+
+/**
+ * Replays, page after page, the rows the filter selects into `target`, reading the next page while writing one.
+ * Returns the last seq and the number of events replayed.
+ */
+const replayAll = (
+  target: string,
+  ledger: string,
+  filter: Replay.EventFilter,
+  options: RebuildOptions,
+  progress: Ref.Ref<RebuildProgress>
+) =>
+  Effect.gen(function*() {
+    const pageEvents = options.pageEvents ?? 5000
+    const pageMessages = options.pageMessages ?? 50_000
+    const read = (after: number) => Replay.readEvents(after, filter, pageEvents, pageMessages)
+    let page = yield* read(0)
+    let lastSeq = 0
+    let replayed = 0
+    while (page.events.length > 0) {
+      const events = page.events
+      lastSeq = events[events.length - 1]!.seq
+      replayed += events.length
+      const [inserted, next] = yield* Effect.all([Replay.applyEvents(target, ledger, events), read(lastSeq)], {
+        concurrency: 2
+      })
+      const p = yield* Ref.updateAndGet(progress, (p) => ({
+        ...p,
+        eventsReplayed: p.eventsReplayed + events.length,
+        eventsTotal: Math.max(p.eventsTotal, p.eventsReplayed + events.length),
+        messagesInserted: p.messagesInserted + inserted
+      }))
+      if (options.onProgress) yield* options.onProgress(p)
+      page = next
+    }
+    return { lastSeq, replayed }
+  })
+
+const setPhase = (progress: Ref.Ref<RebuildProgress>, options: RebuildOptions, phase: RebuildPhase, extraTotal = 0) =>
+  Effect.flatMap(
+    Ref.updateAndGet(progress, (p) => ({ ...p, phase, eventsTotal: p.eventsTotal + extraTotal })),
+    (p) => (options.onProgress ? options.onProgress(p) : Effect.void)
+  )
+
+const CATCH_UP_PASSES = 5
+/** Below this many new events, the rest is replayed under the swap's lock. */
+const TAIL_UNDER_LOCK = 2000
+
+/**
+ * Rebuilds the projection (see the module comment). `progress` is updated as it goes (for the status endpoint);
+ * its `target` is set here.
+ */
+export const rebuild = (options: RebuildOptions, progress?: Ref.Ref<RebuildProgress>) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const started = Date.now()
+    const ledger = yield* Replay.ledgerSchema
+    const inspect = options.into !== undefined
+    const target = options.into ?? `${ledger}_rebuild`
+    if (target === ledger) return yield* new RebuildError({ message: `--into must name another schema than ${ledger}, the live one` })
+    const initial: RebuildProgress = { phase: "replaying", target, eventsReplayed: 0, eventsTotal: 0, messagesInserted: 0, startedAt: started }
+    const state = progress ?? (yield* Ref.make(initial))
+    yield* Ref.set(state, initial)
+
+    if (inspect) {
+      if (yield* Replay.schemaExists(target)) {
+        return yield* new RebuildError({
+          message: `schema ${target} already exists; choose another --into or drop it (DROP SCHEMA ${Replay.quoteIdent(target)} CASCADE)`
+        })
+      }
+    } else {
+      yield* rebuildLock(ledger)
+      // Left over by a rebuild that did not finish: only a rebuild holding the lock creates it.
+      yield* Replay.dropSchema(target)
+    }
+    yield* Replay.createProjectionSchema(target)
+    // A failed build leaves nothing behind (the schema is this run's own: it did not exist, or was a leftover).
+    const cleanUp = Replay.dropSchema(target).pipe(Effect.ignore)
+
+    return yield* Effect.gen(function*() {
+      let snapshot = yield* Replay.currentSnapshot
+      const base: Replay.EventFilter = {
+        ...(options.untilSeq === undefined ? {} : { untilSeq: options.untilSeq }),
+        ...(options.untilTime === undefined ? {} : { untilTime: options.untilTime })
+      }
+      const total = yield* Replay.countEvents(0, { ...base, visibleIn: snapshot })
+      yield* setPhase(state, options, "replaying", total.events)
+      let { lastSeq } = yield* replayAll(target, ledger, { ...base, visibleIn: snapshot }, options, state)
+
+      if (inspect) {
+        yield* setPhase(state, options, "verifying")
+        const problems = yield* Replay.checkProjection(target, lastSeq)
+        if (problems.length > 0) return yield* new RebuildError({ message: `the replay in ${target} is inconsistent: ${problems.join("; ")}` })
+        yield* setPhase(state, options, "done")
+        const p = yield* Ref.get(state)
+        return {
+          target,
+          swapped: false,
+          previous: null,
+          eventsReplayed: p.eventsReplayed,
+          messagesInserted: p.messagesInserted,
+          lastSeq,
+          diff: [],
+          tailEvents: 0,
+          lockedMillis: 0,
+          durationMillis: Date.now() - started
+        } satisfies RebuildResult
+      }
+
+      // Catch up without a lock while the live writer keeps appending.
+      yield* setPhase(state, options, "catching up")
+      for (let pass = 0; pass < CATCH_UP_PASSES; pass++) {
+        const next = yield* Replay.currentSnapshot
+        const delta: Replay.EventFilter = { visibleIn: next, notVisibleIn: snapshot }
+        const pending = yield* Replay.countEvents(0, delta)
+        yield* setPhase(state, options, "catching up", pending.events)
+        lastSeq = Math.max(lastSeq, (yield* replayAll(target, ledger, delta, options, state)).lastSeq)
+        snapshot = next
+        if (pending.events < TAIL_UNDER_LOCK) break
+      }
+
+      yield* setPhase(state, options, "verifying")
+      const problems = yield* Replay.checkProjection(target, lastSeq)
+      if (problems.length > 0) {
+        return yield* new RebuildError({ message: `the rebuilt projection is inconsistent, the live tables are unchanged: ${problems.join("; ")}` })
+      }
+      const diff = yield* Replay.compareProjections(ledger, target)
+
+      yield* setPhase(state, options, "swapping")
+      const previous = options.keepPrevious === true ? `${ledger}_previous` : null
+      if (previous !== null) yield* Replay.dropSchema(previous)
+      const q = Replay.quoteIdent
+      const tables = Replay.PROJECTION_TABLES.map((t) => t.name)
+      const live = (t: string) => `${q(ledger)}.${q(t)}`
+      const { tailEvents, lockedMillis, finalSeq } = yield* transaction(sql, Effect.gen(function*() {
+        yield* sql.unsafe(`SET LOCAL lock_timeout = '${options.lockTimeout ?? "30s"}'`)
+        const lockedAt = Date.now()
+        // In the order a writer first touches them: it reads sessions, rejections and messages, appends to the
+        // ledger, then writes users, groups, participants and the projection state.
+        yield* sql.unsafe(`LOCK TABLE ${["sessions", "rejections", "messages"].map(live).join(", ")} IN ACCESS EXCLUSIVE MODE`)
+        yield* sql.unsafe(`LOCK TABLE ${live("sync_log")} IN EXCLUSIVE MODE`)
+        yield* sql.unsafe(
+          `LOCK TABLE ${["users", "groups", "group_participants", "projection_state"].map(live).join(", ")} IN ACCESS EXCLUSIVE MODE`
+        )
+        const tail = yield* replayAll(target, ledger, { notVisibleIn: snapshot }, options, state)
+        yield* setPhase(state, options, "swapping", tail.replayed)
+        const [head] = yield* sql.unsafe<{ seq: string | null; events: string }>(
+          `SELECT max(seq)::text AS seq, count(*)::text AS events FROM ${live("sync_log")}`
+        )
+        const finalSeq = head!.seq === null ? 0 : Number(head!.seq)
+        const replayed = (yield* Ref.get(state)).eventsReplayed
+        const problems = yield* Replay.checkProjection(target, finalSeq)
+        // Every ledger row replayed exactly once: the writers are stopped, so the count is final.
+        if (replayed !== Number(head!.events)) problems.push(`${replayed} events replayed, the ledger holds ${head!.events}`)
+        if (problems.length > 0) {
+          return yield* new RebuildError({ message: `the rebuilt projection is inconsistent after catching up, the live tables are unchanged: ${problems.join("; ")}` })
+        }
+        if (previous !== null) {
+          yield* sql.unsafe(`CREATE SCHEMA ${q(previous)}`)
+          for (const t of tables) yield* sql.unsafe(`ALTER TABLE ${live(t)} SET SCHEMA ${q(previous)}`)
+        } else {
+          yield* sql.unsafe(`DROP TABLE ${tables.map(live).join(", ")}`)
+        }
+        for (const t of tables) yield* sql.unsafe(`ALTER TABLE ${q(target)}.${q(t)} SET SCHEMA ${q(ledger)}`)
+        return { tailEvents: tail.replayed, lockedMillis: Date.now() - lockedAt, finalSeq }
+      }).pipe(Effect.mapError((e) => (e._tag === "PgError" && /lock timeout/.test(e.message)
+        ? new RebuildError({ message: `the swap could not lock the tables within ${options.lockTimeout ?? "30s"} (long transactions on them?); the live tables are unchanged` })
+        : e))))
+      yield* Replay.dropSchema(target)
+      yield* setPhase(state, options, "done")
+      const p = yield* Ref.get(state)
+      return {
+        target: ledger,
+        swapped: true,
+        previous,
+        eventsReplayed: p.eventsReplayed,
+        messagesInserted: p.messagesInserted,
+        lastSeq: Math.max(lastSeq, finalSeq),
+        diff,
+        tailEvents,
+        lockedMillis,
+        durationMillis: Date.now() - started
+      } satisfies RebuildResult
+    }).pipe(
+      Effect.onExit((exit) =>
+        Exit.isFailure(exit)
+          ? Effect.zipRight(cleanUp, Ref.update(state, (p) => ({ ...p, phase: "failed" as const })))
+          : Effect.void
+      )
+    )
+  }).pipe(Effect.scoped)
+
+export interface VerifyResult {
+  /** Whether the live tables are exactly a replay of the ledger. */
+  readonly same: boolean
+  readonly diff: ReadonlyArray<Replay.TableDiff>
+  /** Internal inconsistencies of the replay itself (none expected). */
+  readonly problems: ReadonlyArray<string>
+  readonly eventsReplayed: number
+  readonly lastSeq: number
+  readonly durationMillis: number
+}
+
+class Rollback extends Data.TaggedError("Rollback")<{ readonly result: VerifyResult }> {}
+
+/**
+ * Compares the live tables with a replay of the ledger (see the module comment). Nothing is written: the scratch
+ * schema lives and dies in one transaction. A long verify holds back vacuum and the gap-safe ledger readers
+ * (`GET /api/v1/sync/log`) for its duration, as any long transaction does.
+ */
+export const verify = (options: Pick<RebuildOptions, "pageEvents" | "pageMessages" | "onProgress"> = {}) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const started = Date.now()
+    const ledger = yield* Replay.ledgerSchema
+    const scratch = `${ledger}_verify_${process.pid}_${started.toString(36)}`
+    const state = yield* Ref.make<RebuildProgress>({
+      phase: "replaying",
+      target: scratch,
+      eventsReplayed: 0,
+      eventsTotal: 0,
+      messagesInserted: 0,
+      startedAt: started
+    })
+    return yield* sql.withTransaction(Effect.gen(function*() {
+      yield* sql`SET TRANSACTION ISOLATION LEVEL REPEATABLE READ`
+      const total = yield* Replay.countEvents(0, {})
+      yield* setPhase(state, options, "replaying", total.events)
+      yield* Replay.createProjectionSchema(scratch)
+      const { lastSeq, replayed } = yield* replayAll(scratch, ledger, {}, options, state)
+      yield* setPhase(state, options, "verifying")
+      const problems = yield* Replay.checkProjection(scratch, lastSeq)
+      const diff = yield* Replay.compareProjections(ledger, scratch)
+      const result: VerifyResult = {
+        same: problems.length === 0 && diff.every((d) => d.same),
+        diff,
+        problems,
+        eventsReplayed: replayed,
+        lastSeq,
+        durationMillis: Date.now() - started
+      }
+      return yield* new Rollback({ result })
+    })).pipe(
+      Effect.catchTag("Rollback", (r) => Effect.succeed(r.result)),
+      Effect.mapError((e) => (e instanceof PgError ? e : classify(e)))
+    )
+  })
+
+/** A readable summary of how two projections differ, one line per table that does. */
+export const describeDiff = (diff: ReadonlyArray<Replay.TableDiff>, left = "live", right = "replay"): Array<string> =>
+  diff.filter((d) => !d.same).map((d) =>
+    `${d.table}: ${d.rows[0]} rows ${left}, ${d.rows[1]} ${right}; ${d.onlyLeft} only ${left}, ${d.onlyRight} only ${right}, ` +
+    `${d.changed} with other values` + (d.sample.length > 0 ? `; e.g. ${d.sample.join(", ")}` : "")
+  )
