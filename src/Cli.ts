@@ -10,7 +10,7 @@ import { ensureLocalServices } from "./LocalServices.js"
 import * as Database from "./pg/Database.js"
 import * as RedisClient from "./redis/RedisClient.js"
 import { describe as describeRedis } from "./redis/RedisConnection.js"
-import { defaultFullSyncOptions, describeProgress, fullSync, type SyncProgress, zeroProgress } from "./sync/FullSync.js"
+import { defaultFullSyncOptions, describeProgress, fullSync, zeroProgress } from "./sync/FullSync.js"
 import * as Daemon from "./sync/Daemon.js"
 import { syncSession } from "./sync/SyncSession.js"
 import { retrySchedule } from "./sync/Writer.js"
@@ -19,6 +19,7 @@ import * as HttpApi from "./http/Server.js"
 import { comparisonBody } from "./http/Operations.js"
 import * as Metrics from "./Metrics.js"
 import * as Compare from "./sync/Compare.js"
+import * as Rebuild from "./sync/Rebuild.js"
 import { VERSION } from "./Version.js"
 
 const fmt = (n: number) => Math.round(n).toLocaleString("en-US")
@@ -41,6 +42,8 @@ const reportFailure = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A
     Effect.catchAllCause((cause) =>
       Cause.isInterruptedOnly(cause)
         ? Effect.interrupt
+        : Cause.squash(cause) instanceof Reported
+        ? Effect.fail(new Reported())
         : Console.error(`redis-pg-sync: ${describeFailure(Cause.squash(cause))}`).pipe(
           Effect.zipRight(Effect.fail(new Reported()))
         )
@@ -48,10 +51,14 @@ const reportFailure = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A
   )
 
 /** Prints progress on a terminal every second while `effect` runs. */
-const withProgress = <A, E, R>(progress: Ref.Ref<SyncProgress>, effect: Effect.Effect<A, E, R>) => {
+const withProgress = <P, A, E, R>(
+  progress: Ref.Ref<P>,
+  effect: Effect.Effect<A, E, R>,
+  describe: (p: P, now: number) => string
+) => {
   if (!process.stderr.isTTY) return effect
   const tick = Effect.flatMap(Ref.get(progress), (p) =>
-    Effect.sync(() => process.stderr.write(`\r\x1b[K${describeProgress(p, Date.now())}`)))
+    Effect.sync(() => process.stderr.write(`\r\x1b[K${describe(p, Date.now())}`)))
   return Effect.zipLeft(
     effect.pipe(Effect.raceFirst(Effect.forever(Effect.zipRight(Effect.sleep("1 second"), tick)).pipe(Effect.as(undefined as never)))),
     Effect.sync(() => process.stderr.write("\r\x1b[K"))
@@ -121,7 +128,7 @@ const sync = Command.make("sync", { json }, ({ json }) =>
     const config = yield* writeOptions
     const progress = yield* Ref.make(zeroProgress(Date.now()))
     const options = { ...defaultFullSyncOptions(config.retry), ...config }
-    const result = yield* withProgress(progress, fullSync("reconcile", options, progress))
+    const result = yield* withProgress(progress, fullSync("reconcile", options, progress), describeProgress)
     const seconds = (Date.now() - result.startedAt) / 1000
     const peakRssMb = process.resourceUsage().maxRSS / 1024
     if (json) {
@@ -176,6 +183,92 @@ const compare = Command.make("compare", { json, limit: compareLimit }, ({ json, 
   )
 // -- end compare
 
+// -- rebuild and verify (issue 5) ------------------------------------------------------------------------------------
+const untilSeq = Options.integer("until-seq").pipe(
+  Options.withDescription("replay the ledger up to this seq only (with --into)"),
+  Options.optional
+)
+const untilTime = Options.text("until-time").pipe(
+  Options.withDescription("replay the events recorded up to this time only, ISO-8601 (with --into)"),
+  Options.optional
+)
+const into = Options.text("into").pipe(
+  Options.withDescription("build into this new schema for inspection; the live tables are left alone"),
+  Options.optional
+)
+const keepPrevious = Options.boolean("keep-previous").pipe(
+  Options.withDescription("keep the replaced tables in the schema {PG_SCHEMA}_previous instead of dropping them")
+)
+
+const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_$]{0,62}$/
+
+const rebuild = Command.make("rebuild", { untilSeq, untilTime, into, keepPrevious, json }, (args) =>
+  Effect.gen(function*() {
+    const target = Option.getOrUndefined(args.into)
+    const seq = Option.getOrUndefined(args.untilSeq)
+    const time = Option.getOrUndefined(args.untilTime)
+    if (target !== undefined && !SCHEMA_NAME.test(target)) {
+      return yield* Effect.fail(new Error(`--into must be a plain schema name (letters, digits, _; at most 63), got ${JSON.stringify(target)}`))
+    }
+    if ((seq !== undefined || time !== undefined) && target === undefined) {
+      return yield* Effect.fail(new Error("--until-seq and --until-time build a past state for inspection: give --into SCHEMA too"))
+    }
+    if (seq !== undefined && seq < 0) return yield* Effect.fail(new Error(`--until-seq must be 0 or more, got ${seq}`))
+    if (time !== undefined && Number.isNaN(Date.parse(time))) {
+      return yield* Effect.fail(new Error(`--until-time must be an ISO-8601 time such as 2026-11-26T12:00:00Z, got ${JSON.stringify(time)}`))
+    }
+    const progress = yield* Ref.make<Rebuild.RebuildProgress>({
+      phase: "replaying", target: target ?? "", eventsReplayed: 0, eventsTotal: 0, messagesInserted: 0, startedAt: Date.now()
+    })
+    const result = yield* withProgress(
+      progress,
+      Rebuild.rebuild({ into: target, untilSeq: seq, untilTime: time, keepPrevious: args.keepPrevious }, progress),
+      Rebuild.describeProgress
+    )
+    if (args.json) return yield* Console.log(JSON.stringify(result))
+    const secs = result.durationMillis / 1000
+    const totals = `${fmt(result.eventsReplayed)} events replayed up to seq ${result.lastSeq}, ` +
+      `${fmt(result.messagesInserted)} messages, in ${secs.toFixed(1)} s (${fmt(result.eventsReplayed / Math.max(secs, 0.001))} events/s)`
+    if (!result.swapped) return yield* Console.log(`Projection built in schema ${result.target}: ${totals}`)
+    const changes = Rebuild.describeDiff(result.diff, "before", "rebuilt")
+    yield* Console.log([
+      `Rebuilt the projection in schema ${result.target}: ${totals}`,
+      `  writers waited ${fmt(result.lockedMillis)} ms for the swap (${fmt(result.tailEvents)} events replayed under its lock)`,
+      changes.length === 0 ? "  the rebuilt tables are identical to the ones they replaced" : `  what changed:\n${changes.map((l) => `    ${l}`).join("\n")}`,
+      result.previous === null ? "" : `  the replaced tables are in schema ${result.previous}`
+    ].filter((l) => l !== "").join("\n"))
+  }).pipe(Effect.provide(DatabaseLive), reportFailure)).pipe(
+    Command.withDescription(
+      "Rebuild the projection tables from the ledger and swap them in (or, with --into, build a past state for inspection)"
+    )
+  )
+
+const verify = Command.make("verify", { json }, ({ json }) =>
+  Effect.gen(function*() {
+    const progress = yield* Ref.make<Rebuild.RebuildProgress>({
+      phase: "replaying", target: "", eventsReplayed: 0, eventsTotal: 0, messagesInserted: 0, startedAt: Date.now()
+    })
+    const result = yield* withProgress(progress, Rebuild.verify({ onProgress: (p) => Ref.set(progress, p) }), Rebuild.describeProgress)
+    if (json) yield* Console.log(JSON.stringify(result))
+    else if (result.same) {
+      yield* Console.log(
+        `The live tables are exactly a replay of the ledger (${fmt(result.eventsReplayed)} events, up to seq ${result.lastSeq}; ` +
+          `${result.diff.map((d) => `${d.table} ${fmt(d.rows[0])}`).join(", ")}) — checked in ${(result.durationMillis / 1000).toFixed(1)} s`
+      )
+    } else {
+      yield* Console.log([
+        `The live tables differ from a replay of the ledger (${fmt(result.eventsReplayed)} events, up to seq ${result.lastSeq}):`,
+        ...Rebuild.describeDiff(result.diff).map((l) => `  ${l}`),
+        ...result.problems.map((p) => `  replay: ${p}`),
+        "Run redis-pg-sync rebuild to replace them with the replay."
+      ].join("\n"))
+    }
+    if (!result.same) return yield* Effect.fail(new Reported())
+  }).pipe(Effect.provide(DatabaseLive), reportFailure)).pipe(
+    Command.withDescription("Compare the live projection tables with a replay of the ledger; exit 1 and a diff when they differ")
+  )
+// -- end rebuild and verify
+
 const check = Command.make("check", {}, () =>
   Effect.gen(function*() {
     let failures = 0
@@ -229,7 +322,7 @@ const check = Command.make("check", {}, () =>
 
 const root = Command.make("redis-pg-sync", {}).pipe(
   Command.withDescription("Keeps chat sessions from Redis durably in PostgreSQL through an append-only ledger"),
-  Command.withSubcommands([start, sync, syncOne, compare, check, migrate])
+  Command.withSubcommands([start, sync, syncOne, compare, rebuild, verify, check, migrate])
 )
 
 const run = Command.run(root, { name: "redis-pg-sync", version: VERSION })

@@ -344,3 +344,16 @@ export const describeDiff = (diff: ReadonlyArray<Replay.TableDiff>, left = "live
     `${d.table}: ${d.rows[0]} rows ${left}, ${d.rows[1]} ${right}; ${d.onlyLeft} only ${left}, ${d.onlyRight} only ${right}, ` +
     `${d.changed} with other values` + (d.sample.length > 0 ? `; e.g. ${d.sample.join(", ")}` : "")
   )
+
+const fmt = (n: number) => Math.round(n).toLocaleString("en-US")
+
+/** One line of progress for a terminal or the logs: phase, events replayed of the total, rate, ETA. */
+export const describeProgress = (p: RebuildProgress, now: number): string => {
+  const secs = Math.max((now - p.startedAt) / 1000, 0.001)
+  const rate = p.eventsReplayed / secs
+  const left = Math.max(p.eventsTotal - p.eventsReplayed, 0)
+  const percent = p.eventsTotal === 0 ? 100 : Math.floor((100 * p.eventsReplayed) / p.eventsTotal)
+  const eta = p.phase === "replaying" && rate > 0 && left > 0 ? `, ETA ${fmt(left / rate)} s` : ""
+  return `${p.phase}: ${fmt(p.eventsReplayed)} of ${fmt(p.eventsTotal)} events (${percent} %), ` +
+    `${fmt(p.messagesInserted)} messages, ${fmt(rate)} events/s, ${fmt(p.messagesInserted / secs)} messages/s${eta}`
+}
