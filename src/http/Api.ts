@@ -139,6 +139,31 @@ export const ManualSyncResult = Schema.Struct({
   duration_seconds: Schema.Number
 }).annotations({ identifier: "ManualSyncResult" })
 
+export const RebuildState = Schema.Struct({
+  running: Schema.Boolean,
+  phase: Schema.Literal("replaying", "catching up", "verifying", "swapping", "done", "failed"),
+  events_replayed: Schema.Number,
+  events_total: Schema.Number.annotations({ description: "As far as known: the live writer may add more until the swap" }),
+  messages_inserted: Schema.Number,
+  events_per_second: Schema.Number,
+  eta_seconds: Schema.NullOr(Schema.Number),
+  started_at: Schema.String,
+  finished_at: Timestamp,
+  error: Schema.NullOr(Schema.String),
+  result: Schema.NullOr(Schema.Struct({
+    last_seq: Schema.Number,
+    lock_milliseconds: Schema.Number.annotations({ description: "How long writers waited for the swap" }),
+    tail_events: Schema.Number.annotations({ description: "Events replayed under the swap's lock" }),
+    duration_seconds: Schema.Number,
+    changes: Schema.Array(Schema.String).annotations({ description: "How the rebuilt tables differ from the ones replaced, a line per table" })
+  }))
+}).annotations({ identifier: "RebuildState", description: "The running or last rebuild of this process" })
+
+export const RebuildAccepted = Schema.Struct({
+  message: Schema.String,
+  rebuild: RebuildState
+}).annotations({ identifier: "RebuildAccepted" })
+
 export const ServiceStatus = Schema.Literal("running", "degraded", "paused", "stopped")
 
 export const SyncStatus = Schema.Struct({
@@ -162,6 +187,7 @@ export const SyncStatus = Schema.Struct({
   manual_sync_running: Schema.Boolean,
   started_at: Schema.String,
   uptime_seconds: Schema.Number,
+  rebuild: Schema.NullOr(RebuildState).annotations({ description: "The running or last rebuild of this process; null: none yet" }),
   counters: Schema.Struct({
     events_received: Schema.Struct({ keyspace: Schema.Number, channel: Schema.Number }),
     batches_flushed: Schema.Number,
@@ -337,6 +363,17 @@ export class SyncGroup extends HttpApiGroup.make("sync")
       .addError(ServiceUnavailable)
       .middleware(Authorization)
       .annotate(OpenApi.Summary, "Sync a rejected session again (after its value in Redis was fixed)")
+  )
+  .add(
+    HttpApiEndpoint.post("rebuild", "/rebuild")
+      .addSuccess(RebuildAccepted, { status: 202 })
+      .addError(Conflict)
+      .addError(ServiceUnavailable)
+      .middleware(Authorization)
+      .annotate(
+        OpenApi.Summary,
+        "Rebuild the projection tables from the ledger and swap them in; progress in GET /api/v1/sync/status"
+      )
   )
   .prefix("/api/v1/sync")
   .annotate(OpenApi.Title, "sync")

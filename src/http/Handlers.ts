@@ -18,7 +18,8 @@ export const SyncHandlers = HttpApiBuilder.group(Api, "sync", (handlers) =>
       .handle("resume", () => ops.resume)
       .handle("log", ({ urlParams }) => ops.log(urlParams.after, urlParams.limit))
       .handle("rejections", ({ urlParams }) => ops.rejections(urlParams.after, urlParams.limit))
-      .handle("retryRejection", ({ path }) => ops.retryRejection(path.session_id))))
+      .handle("retryRejection", ({ path }) => ops.retryRejection(path.session_id))
+      .handle("rebuild", () => ops.rebuild)))
 
 export const OpsHandlers = HttpApiBuilder.group(Api, "ops", (handlers) =>
   Effect.map(Operations, (ops) =>

@@ -15,6 +15,7 @@ import type { SessionSource } from "../redis/SessionSource.js"
 import * as Compare from "../sync/Compare.js"
 import { Daemon, type DaemonStatus } from "../sync/Daemon.js"
 import { type FullSyncOptions, fullSync, type SyncProgress, zeroProgress } from "../sync/FullSync.js"
+import * as Rebuild from "../sync/Rebuild.js"
 import { syncSession } from "../sync/SyncSession.js"
 import {
   type Comparison,
@@ -27,6 +28,8 @@ import {
   NotReady,
   type PauseResult,
   type Ready,
+  type RebuildAccepted,
+  type RebuildState,
   type RejectionPage,
   SessionNotFound,
   SessionRejected,
@@ -68,6 +71,7 @@ export class Operations extends Context.Tag("redis-pg-sync/http/Operations")<Ope
   readonly health: Effect.Effect<Out<typeof Health>>
   readonly ready: Effect.Effect<Out<typeof Ready>, NotReady>
   readonly metrics: Effect.Effect<string>
+  readonly rebuild: Effect.Effect<Out<typeof RebuildAccepted>, Conflict | ServiceUnavailable | InternalError>
 }>() {}
 
 /** Redis or PostgreSQL failed: 503 when unreachable, 500 for anything else (a bug or a misconfiguration). */
@@ -195,6 +199,76 @@ export const make = (options: OperationsOptions) =>
       }
     })
 
+    // -- rebuild: one at a time in this process (and, through its advisory lock, across replicas).
+    interface RebuildRun {
+      readonly progress: Ref.Ref<Rebuild.RebuildProgress>
+      finishedAt: number | null
+      error: string | null
+      result: Rebuild.RebuildResult | null
+    }
+    const lastRebuild = yield* Ref.make<RebuildRun | null>(null)
+    const rebuildState = Effect.gen(function*() {
+      const run = yield* Ref.get(lastRebuild)
+      if (run === null) return null
+      const p = yield* Ref.get(run.progress)
+      const now = run.finishedAt ?? Date.now()
+      const rate = p.eventsReplayed / Math.max((now - p.startedAt) / 1000, 0.001)
+      const left = Math.max(p.eventsTotal - p.eventsReplayed, 0)
+      return {
+        running: run.finishedAt === null,
+        phase: p.phase,
+        events_replayed: p.eventsReplayed,
+        events_total: p.eventsTotal,
+        messages_inserted: p.messagesInserted,
+        events_per_second: Math.round(rate),
+        eta_seconds: run.finishedAt === null && rate > 0 ? Math.round(left / rate) : null,
+        started_at: new Date(p.startedAt).toISOString(),
+        finished_at: iso(run.finishedAt),
+        error: run.error,
+        result: run.result === null ? null : {
+          last_seq: run.result.lastSeq,
+          lock_milliseconds: run.result.lockedMillis,
+          tail_events: run.result.tailEvents,
+          duration_seconds: run.result.durationMillis / 1000,
+          changes: Rebuild.describeDiff(run.result.diff, "before", "rebuilt")
+        }
+      } satisfies Out<typeof RebuildState>
+    })
+    const rebuild = Effect.gen(function*() {
+      const running = yield* Ref.get(lastRebuild)
+      if (running !== null && running.finishedAt === null) {
+        return yield* new Conflict({ message: "a rebuild is already running; follow it in GET /api/v1/sync/status" })
+      }
+      const run: RebuildRun = {
+        progress: yield* Ref.make<Rebuild.RebuildProgress>({
+          phase: "replaying", target: "", eventsReplayed: 0, eventsTotal: 0, messagesInserted: 0, startedAt: Date.now()
+        }),
+        finishedAt: null,
+        error: null,
+        result: null
+      }
+      yield* Ref.set(lastRebuild, run)
+      const started = yield* Deferred.make<void, Rebuild.RebuildError | PgError>()
+      yield* withServices(Rebuild.rebuild({ onStarted: Deferred.succeed(started, undefined) }, run.progress)).pipe(
+        Effect.tap((result) => Effect.sync(() => run.result = result)),
+        Effect.tapError((e) => Effect.sync(() => run.error = e.message).pipe(Effect.zipRight(Deferred.fail(started, e)))),
+        Effect.tap((r) => Effect.logInfo(`Rebuild completed: ${r.eventsReplayed} events replayed, swapped in (writers waited ${r.lockedMillis} ms)`)),
+        Effect.tapError((e) => Effect.logWarning(`Rebuild failed, the live tables are unchanged: ${e.message}`)),
+        Effect.ensuring(Effect.sync(() => run.finishedAt = Date.now())),
+        Effect.ignore,
+        Effect.interruptible,
+        Effect.forkIn(scope)
+      )
+      yield* Deferred.await(started).pipe(Effect.mapError((e) =>
+        e._tag === "RebuildError" ? new Conflict({ message: e.message }) : toHttpError(e)
+      ))
+      return {
+        message: "Rebuild started: the ledger is replayed into a shadow schema, checked, then swapped in; " +
+          "follow it in GET /api/v1/sync/status",
+        rebuild: (yield* rebuildState)!
+      }
+    })
+
     const status = Effect.gen(function*() {
       const now = Date.now()
       const s = yield* daemon.status
@@ -229,6 +303,7 @@ export const make = (options: OperationsOptions) =>
         manual_sync_running: Option.isSome(yield* Ref.get(current)),
         started_at: new Date(startedAt).toISOString(),
         uptime_seconds: Math.round((now - startedAt) / 1000),
+        rebuild: yield* rebuildState,
         counters: {
           events_received: { keyspace: s.eventsReceived.keyspace, channel: s.eventsReceived.channel },
           batches_flushed: p.batchesFlushed,
@@ -459,7 +534,8 @@ export const make = (options: OperationsOptions) =>
       retryRejection,
       health,
       ready,
-      metrics
+      metrics,
+      rebuild
     })
   })
 

@@ -45,6 +45,8 @@ export interface RebuildOptions {
   /** How long the swap may wait for its locks before it gives up (the live tables stay as they were). */
   readonly lockTimeout?: string | undefined
   readonly onProgress?: ((progress: RebuildProgress) => Effect.Effect<void>) | undefined
+  /** Called once the rebuild holds its lock and has its schema: it will not be refused from then on. */
+  readonly onStarted?: Effect.Effect<void> | undefined
 }
 
 export interface RebuildResult {
@@ -166,6 +168,7 @@ export const rebuild = (options: RebuildOptions, progress?: Ref.Ref<RebuildProgr
       yield* Replay.dropSchema(target)
     }
     yield* Replay.createProjectionSchema(target)
+    if (options.onStarted) yield* options.onStarted
     // A failed build leaves nothing behind (the schema is this run's own: it did not exist, or was a leftover).
     const cleanUp = Replay.dropSchema(target).pipe(Effect.ignore)
 

@@ -3,7 +3,7 @@ import { assert, describe, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import Pg from "pg"
 import * as RedisClient from "../../src/redis/RedisClient.js"
-import { assertConsistent, del, ledger, ledgerSettled, messagesOf, put } from "../support/Data.js"
+import { assertConsistent, del, dumpTables, ledger, ledgerSettled, messagesOf, put } from "../support/Data.js"
 import { makeTestEnv, TestEnvTag } from "../support/Servers.js"
 import { apiLayer, call, eventually, sampleOf } from "./Harness.js"
 
@@ -330,6 +330,35 @@ describe("HTTP API without a token, on a real daemon, Redis and PostgreSQL", () 
         assert.includeMembers(seqs, naive.map((r) => r.seq))
       }).pipe(Effect.scoped))
 
+    it.effect("POST /api/v1/sync/rebuild: 202, progress and result in the status, 409 while one runs, tables unchanged", () =>
+      Effect.gen(function*() {
+        const { schema } = yield* TestEnvTag
+        yield* put("rebuilt-1", session("rebuilt-1", 3))
+        assert.strictEqual((yield* call("POST", "/api/v1/sync/session/rebuilt-1")).status, 200)
+        const before = yield* dumpTables
+        const accepted = yield* call("POST", "/api/v1/sync/rebuild")
+        const again = yield* call("POST", "/api/v1/sync/rebuild")
+        assert.strictEqual(accepted.status, 202)
+        assert.match(accepted.json.message, /^Rebuild started/)
+        assert.strictEqual(accepted.json.rebuild.started_at.length, 24)
+        // The second call comes while the first runs (or, on a fast machine, after it finished: then it is a new one).
+        assert.include([409, 202], again.status)
+        if (again.status === 409) assert.match(again.json.message, /already running/)
+        const done = yield* eventually(status, (s) => s.rebuild !== null && !s.rebuild.running, "30 seconds")
+        assertFields(done.rebuild, { phase: "done", error: null, eta_seconds: null })
+        assert.isAtLeast(done.rebuild.events_replayed, 2)
+        assert.deepStrictEqual(done.rebuild.result.changes, [])
+        assert.strictEqual(done.rebuild.result.last_seq, done.ledger_seq)
+        assert.deepStrictEqual(yield* dumpTables, before)
+        const leftovers = yield* Effect.flatMap(SqlClient.SqlClient, (sql) =>
+          sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = ${`${schema}_rebuild`}`)
+        assert.strictEqual(leftovers[0]!.n, 0, "the shadow schema is gone")
+        // Writes go on into the swapped-in tables.
+        yield* put("rebuilt-1", session("rebuilt-1", 4))
+        assert.strictEqual((yield* call("POST", "/api/v1/sync/session/rebuilt-1")).json.messages_inserted, 1)
+        yield* assertConsistent
+      }))
+
     it.effect("unknown paths and methods get a JSON 404; /openapi.json and /docs are served", () =>
       Effect.gen(function*() {
         const nope = yield* call("GET", "/api/v1/nope")
@@ -345,7 +374,7 @@ describe("HTTP API without a token, on a real daemon, Redis and PostgreSQL", () 
         assert.includeMembers(Object.keys(openapi.json.paths), [
           "/api/v1/sync/manual", "/api/v1/sync/status", "/api/v1/sync/session/{session_id}",
           "/api/v1/sync/sessions/compare", "/api/v1/sync/pause", "/api/v1/sync/resume", "/api/v1/sync/log",
-          "/api/v1/sync/rejections", "/api/v1/sync/rejections/{session_id}/retry", "/health", "/ready", "/metrics"
+          "/api/v1/sync/rejections", "/api/v1/sync/rejections/{session_id}/retry", "/api/v1/sync/rebuild", "/health", "/ready", "/metrics"
         ])
         const docs = yield* call("GET", "/docs")
         assert.strictEqual(docs.status, 200)
@@ -370,7 +399,7 @@ describe("HTTP API with SYNC_API_TOKEN", () => {
         for (const [method, path] of [
           ["POST", "/api/v1/sync/manual"], ["POST", "/api/v1/sync/session/x"], ["POST", "/api/v1/sync/resume"],
           ["GET", "/api/v1/sync/log"], ["GET", "/api/v1/sync/rejections"], ["GET", "/api/v1/sync/sessions/compare"],
-          ["POST", "/api/v1/sync/rejections/x/retry"]
+          ["POST", "/api/v1/sync/rejections/x/retry"], ["POST", "/api/v1/sync/rebuild"]
         ] as const) {
           assert.strictEqual((yield* call(method, path)).status, 401, `${method} ${path}`)
         }
