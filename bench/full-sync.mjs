@@ -65,7 +65,7 @@ const schema = `bench_${Date.now()}`
 // Measure the compiled program, as it runs in production (the Docker image); tsx would add its own cost.
 console.log("building dist/ ...")
 execFileSync("npm", ["run", "--silent", "build"], { cwd: root, stdio: "inherit" })
-const cli = path.join(root, "dist/src/main.js")
+const cli = path.join(root, "dist/main.js")
 const runSync = (label) => {
   console.log(`redis-pg-sync sync (${label}) ...`)
   const r = spawnSync("node", [cli, "sync", "--json"], { env: { ...env, PG_SCHEMA: schema }, encoding: "utf8" })
