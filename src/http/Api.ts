@@ -155,7 +155,7 @@ export const RebuildState = Schema.Struct({
     lock_milliseconds: Schema.Number.annotations({ description: "How long writers waited for the swap" }),
     tail_events: Schema.Number.annotations({ description: "Events replayed under the swap's lock" }),
     duration_seconds: Schema.Number,
-    changes: Schema.Array(Schema.String).annotations({ description: "How the rebuilt tables differ from the ones replaced, a line per table" })
+    changes: Schema.Array(Schema.String).annotations({ description: "Tables whose row count the rebuild changed, a line each" })
   }))
 }).annotations({ identifier: "RebuildState", description: "The running or last rebuild of this process" })
 

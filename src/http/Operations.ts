@@ -230,7 +230,7 @@ export const make = (options: OperationsOptions) =>
           lock_milliseconds: run.result.lockedMillis,
           tail_events: run.result.tailEvents,
           duration_seconds: run.result.durationMillis / 1000,
-          changes: Rebuild.describeDiff(run.result.diff, "before", "rebuilt")
+          changes: Rebuild.describeChanges(run.result)
         }
       } satisfies Out<typeof RebuildState>
     })

@@ -189,15 +189,32 @@ export const schemaExists = (schema: string) =>
 /**
  * Applies `events` (in seq order) to the projection in `target`, reading message payloads from the ledger in
  * `ledger`. Runs in the caller's transaction when there is one, else in its own. Returns messages inserted.
+ *
+ * `asyncCommit`: its own transaction commits without waiting for the WAL flush (`synchronous_commit = off`). Only
+ * for a projection that is thrown away and built again if the server crashes (a shadow schema); never inside
+ * another transaction, whose commit it would make asynchronous too.
  */
-export const applyEvents = (target: string, ledger: string, events: ReadonlyArray<CommittedEvent>) =>
+export const applyEvents = (target: string, ledger: string, events: ReadonlyArray<CommittedEvent>, asyncCommit = false) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     return yield* transaction(
       sql,
-      withSearchPath(sql, `${quoteIdent(target)}, ${quoteIdent(ledger)}`, applyChanges(sql, project(events)))
+      Effect.zipRight(
+        asyncCommit ? sql`SET LOCAL synchronous_commit = off` : Effect.void,
+        withSearchPath(sql, `${quoteIdent(target)}, ${quoteIdent(ledger)}`, applyChanges(sql, project(events)))
+      )
     )
   })
+
+/** Row counts of every projection table of `schema`. */
+export const countRows = (schema: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const [row] = yield* sql.unsafe<Record<ProjectionTable, string>>(
+      `SELECT ${PROJECTION_TABLES.map((t) => `(SELECT count(*) FROM ${quoteIdent(schema)}.${quoteIdent(t.name)})::text AS ${t.name}`).join(", ")}`
+    )
+    return new Map(PROJECTION_TABLES.map((t) => [t.name, Number(row![t.name])] as const))
+  }).pipe(Effect.mapError(classify))
 
 // ---------------------------------------------------------------------------------------------------------------
 // Comparing two projections

@@ -37,6 +37,11 @@ export interface RebuildOptions {
   readonly untilSeq?: number | undefined
   /** ISO-8601. */
   readonly untilTime?: string | undefined
+  /**
+   * Also compare the rebuilt tables with the live ones row by row before the swap (as `verify` does; it reads
+   * both projections whole). Without it, only row counts are compared.
+   */
+  readonly diff?: boolean | undefined
   /** Keep the replaced tables in `{schema}_previous` instead of dropping them. */
   readonly keepPrevious?: boolean | undefined
   /** Events per replay transaction, and messages at most. */
@@ -59,8 +64,10 @@ export interface RebuildResult {
   readonly messagesInserted: number
   /** The last seq replayed. */
   readonly lastSeq: number
-  /** How the rebuilt tables differ from the live ones just before the swap (empty for `into`). */
-  readonly diff: ReadonlyArray<Replay.TableDiff>
+  /** Row counts of each table, live just before the swap and rebuilt (empty for `into`). */
+  readonly rows: ReadonlyArray<{ readonly table: Replay.ProjectionTable; readonly before: number; readonly after: number }>
+  /** How the rebuilt tables differ from the live ones just before the swap; null unless asked (`diff`). */
+  readonly diff: ReadonlyArray<Replay.TableDiff> | null
   /** Events replayed under the swap's lock, and how long writers waited for it. */
   readonly tailEvents: number
   readonly lockedMillis: number
@@ -102,7 +109,8 @@ const replayAll = (
   ledger: string,
   filter: Replay.EventFilter,
   options: RebuildOptions,
-  progress: Ref.Ref<RebuildProgress>
+  progress: Ref.Ref<RebuildProgress>,
+  asyncCommit = false
 ) =>
   Effect.gen(function*() {
     const pageEvents = options.pageEvents ?? 5000
@@ -115,7 +123,7 @@ const replayAll = (
       const events = page.events
       lastSeq = events[events.length - 1]!.seq
       replayed += events.length
-      const [inserted, next] = yield* Effect.all([Replay.applyEvents(target, ledger, events), read(lastSeq)], {
+      const [inserted, next] = yield* Effect.all([Replay.applyEvents(target, ledger, events, asyncCommit), read(lastSeq)], {
         concurrency: 2
       })
       const p = yield* Ref.updateAndGet(progress, (p) => ({
@@ -180,7 +188,9 @@ export const rebuild = (options: RebuildOptions, progress?: Ref.Ref<RebuildProgr
       }
       const total = yield* Replay.countEvents(0, { ...base, visibleIn: snapshot })
       yield* setPhase(state, options, "replaying", total.events)
-      let { lastSeq } = yield* replayAll(target, ledger, { ...base, visibleIn: snapshot }, options, state)
+      // A shadow (or an inspection copy) that a crash would lose is simply built again: its pages commit
+      // asynchronously. The swap's own transaction, which replaces the live tables, commits durably.
+      let { lastSeq } = yield* replayAll(target, ledger, { ...base, visibleIn: snapshot }, options, state, true)
 
       if (inspect) {
         yield* setPhase(state, options, "verifying")
@@ -195,7 +205,8 @@ export const rebuild = (options: RebuildOptions, progress?: Ref.Ref<RebuildProgr
           eventsReplayed: p.eventsReplayed,
           messagesInserted: p.messagesInserted,
           lastSeq,
-          diff: [],
+          rows: [],
+          diff: null,
           tailEvents: 0,
           lockedMillis: 0,
           durationMillis: Date.now() - started
@@ -209,7 +220,7 @@ export const rebuild = (options: RebuildOptions, progress?: Ref.Ref<RebuildProgr
         const delta: Replay.EventFilter = { visibleIn: next, notVisibleIn: snapshot }
         const pending = yield* Replay.countEvents(0, delta)
         yield* setPhase(state, options, "catching up", pending.events)
-        lastSeq = Math.max(lastSeq, (yield* replayAll(target, ledger, delta, options, state)).lastSeq)
+        lastSeq = Math.max(lastSeq, (yield* replayAll(target, ledger, delta, options, state, true)).lastSeq)
         snapshot = next
         if (pending.events < TAIL_UNDER_LOCK) break
       }
@@ -219,7 +230,7 @@ export const rebuild = (options: RebuildOptions, progress?: Ref.Ref<RebuildProgr
       if (problems.length > 0) {
         return yield* new RebuildError({ message: `the rebuilt projection is inconsistent, the live tables are unchanged: ${problems.join("; ")}` })
       }
-      const diff = yield* Replay.compareProjections(ledger, target)
+      const diff = options.diff === true ? yield* Replay.compareProjections(ledger, target) : null
 
       yield* setPhase(state, options, "swapping")
       const previous = options.keepPrevious === true ? `${ledger}_previous` : null
@@ -227,6 +238,9 @@ export const rebuild = (options: RebuildOptions, progress?: Ref.Ref<RebuildProgr
       const q = Replay.quoteIdent
       const tables = Replay.PROJECTION_TABLES.map((t) => t.name)
       const live = (t: string) => `${q(ledger)}.${q(t)}`
+      // Counted before the lock (writers do not wait for it): the figures stand for "just before the swap".
+      const [before, after] = [yield* Replay.countRows(ledger), yield* Replay.countRows(target)]
+      const rows = tables.map((table) => ({ table, before: before.get(table)!, after: after.get(table)! }))
       const { tailEvents, lockedMillis, finalSeq } = yield* transaction(sql, Effect.gen(function*() {
         yield* sql.unsafe(`SET LOCAL lock_timeout = '${options.lockTimeout ?? "30s"}'`)
         const lockedAt = Date.now()
@@ -271,6 +285,7 @@ export const rebuild = (options: RebuildOptions, progress?: Ref.Ref<RebuildProgr
         eventsReplayed: p.eventsReplayed,
         messagesInserted: p.messagesInserted,
         lastSeq: Math.max(lastSeq, finalSeq),
+        rows,
         diff,
         tailEvents,
         lockedMillis,
@@ -340,6 +355,15 @@ export const verify = (options: Pick<RebuildOptions, "pageEvents" | "pageMessage
       Effect.mapError((e) => (e instanceof PgError ? e : classify(e)))
     )
   })
+
+/**
+ * What a rebuild changed, a line per table: the row-by-row differences when they were compared (`diff`), else
+ * the row counts that changed.
+ */
+export const describeChanges = (result: Pick<RebuildResult, "rows" | "diff">): Array<string> =>
+  result.diff !== null
+    ? describeDiff(result.diff, "before", "rebuilt")
+    : result.rows.filter((r) => r.before !== r.after).map((r) => `${r.table}: ${r.before} rows before, ${r.after} rebuilt`)
 
 /** A readable summary of how two projections differ, one line per table that does. */
 export const describeDiff = (diff: ReadonlyArray<Replay.TableDiff>, left = "live", right = "replay"): Array<string> =>

@@ -49,7 +49,7 @@ describe("redis-pg-sync verify and rebuild, as processes", () => {
           "Run redis-pg-sync rebuild to replace them with the replay."
       )
 
-      const rebuilt = await run(["rebuild"], env)
+      const rebuilt = await run(["rebuild", "--diff"], env)
       assert.strictEqual(rebuilt.code, 0, rebuilt.stderr)
       assert.match(rebuilt.stdout, /^Rebuilt the projection in schema t_cli_rebuild_\w+: \d+ events replayed up to seq \d+, 3 messages/)
       assert.include(rebuilt.stdout, "what changed:\n    messages: 3 rows before, 3 rebuilt; 0 only before, 0 only rebuilt, 1 with other values")
