@@ -276,15 +276,20 @@ for (const { t } of await q(`SELECT tablename AS t FROM pg_tables WHERE schemana
 await q("CHECKPOINT")
 
 // -- 2. rebuild, then verify -----------------------------------------------------------------------------------------
-const rebuild = await runProgram("timed", ["rebuild", "--json"])
+const rebuild = await runProgram("timed", ["rebuild", "--json", ...(args.includes("--diff") ? ["--diff"] : [])])
 const rb = rebuild.result
 const rbSecs = rb.durationMillis / 1000
 const rbRows = rb.messagesInserted / rbSecs
 const rbEvents = rb.eventsReplayed / rbSecs
 console.log(`  rebuild: ${fmt(rbSecs, 1)} s (process ${fmt(rebuild.wallSecs, 1)} s), ${fmt(rb.eventsReplayed)} events, ` +
   `${fmt(rb.messagesInserted)} messages, swapped ${rb.swapped}, ${rb.tailEvents} events under the lock, locked ${fmt(rb.lockedMillis)} ms`)
-const changed = rb.diff.filter((d) => !d.same)
-console.log(`  diff against the tables it replaced: ${changed.length === 0 ? "identical" : JSON.stringify(changed)}`)
+if (rb.diff !== null) {
+  const changed = rb.diff.filter((d) => !d.same)
+  console.log(`  diff against the tables it replaced: ${changed.length === 0 ? "identical" : JSON.stringify(changed)}`)
+} else {
+  const changed = rb.rows.filter((r) => r.before !== r.after)
+  console.log(`  row counts against the tables it replaced (no --diff): ${changed.length === 0 ? "the same" : JSON.stringify(changed)}`)
+}
 printSamples("rebuild", rebuild.sampled)
 
 let ver = null

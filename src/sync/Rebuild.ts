@@ -15,6 +15,7 @@
  */
 import { SqlClient } from "@effect/sql"
 import { Data, Effect, Exit, Ref } from "effect"
+import type { CommittedEvent } from "../core/Events.js"
 import { classify, PgError, transaction } from "../pg/PgError.js"
 import * as Replay from "../pg/Replay.js"
 
@@ -44,6 +45,11 @@ export interface RebuildOptions {
   readonly diff?: boolean | undefined
   /** Keep the replaced tables in `{schema}_previous` instead of dropping them. */
   readonly keepPrevious?: boolean | undefined
+  /**
+   * Replay transactions in flight at once, each on its own connection (default 2). The sessions of a page are
+   * split between them by a hash of their id, so a session's events are still applied in seq order.
+   */
+  readonly streams?: number | undefined
   /** Events per replay transaction, and messages at most. */
   readonly pageEvents?: number | undefined
   readonly pageMessages?: number | undefined
@@ -100,6 +106,20 @@ export const rebuildLock = (schema: string) =>
     )
   }).pipe(Effect.catchTag("SqlError", (e) => Effect.fail(classify(e))))
 
+/** FNV-1a of a session id: which stream applies its events. */
+const streamOf = (sessionId: string, streams: number) => {
+  let h = 0x811c9dc5
+  for (let i = 0; i < sessionId.length; i++) h = Math.imul(h ^ sessionId.charCodeAt(i), 0x01000193)
+  return (h >>> 0) % streams
+}
+
+/** The events of a page in `streams` parts, each session's events (in seq order) in one part; empty parts left out. */
+const splitBySession = (events: ReadonlyArray<CommittedEvent>, streams: number): Array<Array<CommittedEvent>> => {
+  const parts = Array.from({ length: streams }, () => [] as Array<CommittedEvent>)
+  for (const e of events) parts[streamOf(e.sessionId, streams)]!.push(e)
+  return parts.filter((p) => p.length > 0)
+}
+
 /**
  * Replays, page after page, the rows the filter selects into `target`, reading the next page while writing one.
  * Returns the last seq and the number of events replayed.
@@ -110,12 +130,24 @@ const replayAll = (
   filter: Replay.EventFilter,
   options: RebuildOptions,
   progress: Ref.Ref<RebuildProgress>,
-  asyncCommit = false
+  /** Each page in transactions of its own (not inside the caller's): they may commit asynchronously and run in parallel. */
+  ownTransactions = false
 ) =>
   Effect.gen(function*() {
     const pageEvents = options.pageEvents ?? 5000
     const pageMessages = options.pageMessages ?? 50_000
     const read = (after: number) => Replay.readEvents(after, filter, pageEvents, pageMessages)
+    const parts = ownTransactions ? Math.max(1, options.streams ?? 2) : 1
+    const apply = (events: ReadonlyArray<CommittedEvent>) =>
+      parts === 1
+        ? Replay.applyEvents(target, ledger, events, ownTransactions)
+        : Effect.map(
+          Effect.all(
+            splitBySession(events, parts).map((part) => Replay.applyEvents(target, ledger, part, ownTransactions)),
+            { concurrency: "unbounded" }
+          ),
+          (inserted) => inserted.reduce((a, b) => a + b, 0)
+        )
     let page = yield* read(0)
     let lastSeq = 0
     let replayed = 0
@@ -123,7 +155,7 @@ const replayAll = (
       const events = page.events
       lastSeq = events[events.length - 1]!.seq
       replayed += events.length
-      const [inserted, next] = yield* Effect.all([Replay.applyEvents(target, ledger, events, asyncCommit), read(lastSeq)], {
+      const [inserted, next] = yield* Effect.all([apply(events), read(lastSeq)], {
         concurrency: 2
       })
       const p = yield* Ref.updateAndGet(progress, (p) => ({
@@ -258,7 +290,8 @@ export const rebuild = (options: RebuildOptions, progress?: Ref.Ref<RebuildProgr
         )
         const finalSeq = head!.seq === null ? 0 : Number(head!.seq)
         const replayed = (yield* Ref.get(state)).eventsReplayed
-        const problems = yield* Replay.checkProjection(target, finalSeq)
+        // Under the lock only what is cheap: the thorough check ran before it, and the tail is small.
+        const problems = yield* Replay.checkProjection(target, finalSeq, false)
         // Every ledger row replayed exactly once: the writers are stopped, so the count is final.
         if (replayed !== Number(head!.events)) problems.push(`${replayed} events replayed, the ledger holds ${head!.events}`)
         if (problems.length > 0) {
