@@ -12,6 +12,7 @@ import {
   type SessionUpsertedPayload,
   type SyncEvent
 } from "./Events.js"
+import type { KeyMemo } from "./MessageKey.js"
 import type { Rejection, Snapshot } from "./Snapshot.js"
 
 /** What the projection holds of one session, as far as deciding needs it. */
@@ -23,6 +24,8 @@ export interface ProjectedSession {
   readonly messageCount: number
   readonly gone: GoneKind | null
   readonly messageKeys: ReadonlySet<string>
+  /** Keys computed before for this session, if the caller keeps them (see `MessageKey.KeyMemo`). */
+  readonly keyMemo?: KeyMemo
 }
 
 export interface SessionState {
@@ -45,7 +48,7 @@ export type Observation =
      * Decodes the value; `known` are the keys of messages the projection holds, which need no decoding beyond
      * their identity (see `decodeSnapshot`).
      */
-    readonly decode: (known: ReadonlySet<string>) => Either.Either<Snapshot, Rejection>
+    readonly decode: (known: ReadonlySet<string>, memo?: KeyMemo) => Either.Either<Snapshot, Rejection>
     /**
      * An explicit retry: decide again even when the value is the standing rejection (the rejection may have
      * come from PostgreSQL, whose constraint has since been fixed).
@@ -107,7 +110,7 @@ export const decide = (observation: Observation, state: SessionState): ReadonlyA
   // The same value as last synced changes nothing, unless the session has since been rejected or left Redis:
   // then it is back, and that must be recorded.
   if (hash === projected?.snapshotHash && state.rejectedHash === null && projected.gone === null) return []
-  const decoded = observation.decode(projected?.messageKeys ?? NONE)
+  const decoded = observation.decode(projected?.messageKeys ?? NONE, projected?.keyMemo)
   if (Either.isLeft(decoded)) {
     return [{
       type: "snapshot_rejected",

@@ -16,12 +16,20 @@ import { hash } from "node:crypto"
 const digest = (s: string): string => (hash("sha256", s, "buffer") as Buffer).toString("hex", 0, 16)
 
 /**
+ * Keys already computed for one session, by identity tuple (and occurrence when not the first). A key is a pure
+ * function of the session, the tuple and the occurrence, so an entry never goes stale: the live path, which
+ * re-reads a whole session for each new message, hashes only the new ones.
+ */
+export type KeyMemo = Map<string, string>
+
+/**
  * Keys for the messages of one snapshot, in order. `identities[i]` is the tuple that identifies message `i`
- * (from `Snapshot.ts`); equal tuples get successive occurrence numbers.
+ * (from `Snapshot.ts`); equal tuples get successive occurrence numbers. `memo` is read and filled when given.
  */
 export const messageKeys = (
   sessionId: string,
-  identities: ReadonlyArray<ReadonlyArray<unknown>>
+  identities: ReadonlyArray<ReadonlyArray<unknown>>,
+  memo?: KeyMemo
 ): ReadonlyArray<string> => {
   const seen = new Map<string, number>()
   const session = JSON.stringify(sessionId)
@@ -29,7 +37,14 @@ export const messageKeys = (
     const tuple = JSON.stringify(identity)
     const occurrence = seen.get(tuple) ?? 0
     seen.set(tuple, occurrence + 1)
-    return digest(`${session}|${tuple}|${occurrence}`)
+    if (memo === undefined) return digest(`${session}|${tuple}|${occurrence}`)
+    const id = occurrence === 0 ? tuple : `${tuple}|${occurrence}`
+    let key = memo.get(id)
+    if (key === undefined) {
+      key = digest(`${session}|${tuple}|${occurrence}`)
+      memo.set(id, key)
+    }
+    return key
   })
 }
 

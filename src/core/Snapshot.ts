@@ -7,7 +7,7 @@
  * `Rejection`.
  */
 import { Either } from "effect"
-import { messageKeys } from "./MessageKey.js"
+import { type KeyMemo, messageKeys } from "./MessageKey.js"
 import { type Instant, normalizeTimestamp } from "./Timestamp.js"
 
 /** JSON object with unknown members, as kept in `extra` columns. */
@@ -202,12 +202,14 @@ const messageDetails = (raw: unknown, index: number, warnings: Array<string>): M
  *
  * `known`: keys of messages the projection already holds. Those are identified but not decoded further (their
  * other fields are null and they add no warnings): the live path re-reads whole sessions to find one new message,
- * and this spares it normalising every old timestamp again.
+ * and this spares it normalising every old timestamp again. `memo`: keys computed before for this session
+ * (see `messageKeys`), read and filled.
  */
 export const decodeSnapshot = (
   sessionId: string,
   raw: string,
-  known: ReadonlySet<string> = new Set()
+  known: ReadonlySet<string> = new Set(),
+  memo?: KeyMemo
 ): Either.Either<Snapshot, Rejection> => {
   let doc: unknown
   try {
@@ -259,7 +261,7 @@ export const decodeSnapshot = (
     extra: c.extra
   }
   const rawMessages = (d.messages ?? []) as ReadonlyArray<unknown>
-  const keys = messageKeys(sessionId, rawMessages.map(identityOf))
+  const keys = messageKeys(sessionId, rawMessages.map(identityOf), memo)
   const messages = rawMessages.map((m, i): SnapshotMessage => {
     const key = keys[i]!
     if (known.has(key)) return { key, sender: null, content: null, sentAt: null, extra: null }

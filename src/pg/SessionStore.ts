@@ -6,6 +6,7 @@
 import { SqlClient } from "@effect/sql"
 import { Context, Effect, Layer } from "effect"
 import { decide, type Observation, type ProjectedSession, type SessionState } from "../core/Decide.js"
+import type { KeyMemo } from "../core/MessageKey.js"
 import type { CommittedEvent, GoneKind, Source, SyncEvent } from "../core/Events.js"
 import { project } from "../core/Project.js"
 import { applyChanges } from "./Projection.js"
@@ -115,6 +116,47 @@ const makeKeyCache = (limit: number) => {
   }
 }
 
+/** Memoised message keys held at most, over all sessions (about 200 bytes each). */
+const KEY_MEMO_LIMIT = 200_000
+
+/**
+ * Per session, the message keys computed by earlier decodes (`MessageKey.KeyMemo`): a live update re-reads a
+ * whole session, and hashing every old message's identity again was the largest part of decoding it. Entries
+ * never go stale (a key depends only on the identity); least recently used sessions go first past `limit`.
+ */
+const makeKeyMemos = (limit: number) => {
+  const entries = new Map<string, { readonly memo: KeyMemo; size: number }>()
+  let total = 0
+  return {
+    of: (id: string): KeyMemo => {
+      let e = entries.get(id)
+      if (e === undefined) e = { memo: new Map(), size: 0 }
+      else entries.delete(id)
+      entries.set(id, e)
+      return e.memo
+    },
+    /** Accounts for what the memos of `ids` grew by, and forgets the oldest sessions past the limit. */
+    settle: (ids: Iterable<string>) => {
+      for (const id of ids) {
+        const e = entries.get(id)
+        if (e === undefined) continue
+        total += e.memo.size - e.size
+        e.size = e.memo.size
+        // One huge session would evict every other: it is not memoised.
+        if (e.size > limit / 10) {
+          total -= e.size
+          entries.delete(id)
+        }
+      }
+      for (const [id, e] of entries) {
+        if (total <= limit) break
+        total -= e.size
+        entries.delete(id)
+      }
+    }
+  }
+}
+
 interface StateRow {
   readonly id: string
   readonly snapshot_hash: string | null
@@ -130,6 +172,7 @@ interface StateRow {
 export const make = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   const keyCache = makeKeyCache(KEY_CACHE_LIMIT)
+  const keyMemos = makeKeyMemos(KEY_MEMO_LIMIT)
 
   const standingHashes = (ids: ReadonlyArray<string>) =>
     sql<{ id: string; hash: string }>`
@@ -198,7 +241,8 @@ export const make = Effect.gen(function*() {
             updatedAtMicros: r.updated_at_micros === null ? null : Number(r.updated_at_micros),
             messageCount: Number(r.message_count ?? 0),
             gone: r.gone,
-            messageKeys: keys.get(r.id) ?? new Set()
+            messageKeys: keys.get(r.id) ?? new Set(),
+            ...(changed.has(r.id) ? { keyMemo: keyMemos.of(r.id) } : {})
           }
           : null
         states.set(r.id, { session, rejectedHash: r.rejected_hash })
@@ -261,6 +305,7 @@ export const make = Effect.gen(function*() {
     })).pipe(
       // Committed: remember each written session's keys as of its new last seq (never before the commit).
       Effect.tap((result) => Effect.sync(() => keyCache.remember(result.committed, known))),
+      Effect.ensuring(Effect.sync(() => keyMemos.settle(latest.map((o) => o.sessionId)))),
       Effect.withSpan("SessionStore.apply")
     )
   }

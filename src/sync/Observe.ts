@@ -38,8 +38,10 @@ export const observe = (raw: RawSession, hash: string | null = hashOf(raw)): Obs
     _tag: "Snapshot",
     sessionId: raw.sessionId,
     hash,
-    decode: (known) =>
-      known.size === 0 ? (fresh ??= decodeSnapshot(raw.sessionId, text)) : decodeSnapshot(raw.sessionId, text, known),
+    decode: (known, memo) =>
+      known.size === 0 && memo === undefined
+        ? (fresh ??= decodeSnapshot(raw.sessionId, text))
+        : decodeSnapshot(raw.sessionId, text, known, memo),
     excerpt: text.slice(0, EXCERPT_LENGTH).replace(/\u0000/g, "\uFFFD"),
     length: text.length
   }

@@ -21,6 +21,20 @@ const msg = (content: string, sender_id: unknown = 1, timestamp: unknown = "2025
 })
 
 describe("MessageKey.messageKeys", () => {
+  it("a memo gives the very keys computed without it, remembers every identity and occurrence, and is read back", () => {
+    const identities = [["1", "t0", "ok"], ["2", "t1", "hi"], ["1", "t0", "ok"], ["id", "m-9"]]
+    const memo = new Map<string, string>()
+    const plain = messageKeys("s", identities)
+    assert.deepStrictEqual(messageKeys("s", identities, memo), plain)
+    assert.deepStrictEqual(Array.from(memo.keys()), ['["1","t0","ok"]', '["2","t1","hi"]', '["1","t0","ok"]|1', '["id","m-9"]'])
+    assert.deepStrictEqual(Array.from(memo.values()), plain)
+    // A later snapshot: the known identities come from the memo (shown by a planted value), a new one is hashed.
+    memo.set('["2","t1","hi"]', "planted")
+    const later = messageKeys("s", [...identities, ["2", "t2", "new"]], memo)
+    assert.deepStrictEqual(later, [plain[0], "planted", plain[2], plain[3], messageKeys("s", [["2", "t2", "new"]])[0]])
+  })
+
+
   it("the key is 128 bits of SHA-256 of (session id, identity tuple, occurrence): a stored identity never changes", () => {
     const expected = createHash("sha256")
       .update(`"s-1"|["1","2025-06-01T10:00:00Z","hi"]|0`)
