@@ -181,12 +181,72 @@ const CATCH_UP_PASSES = 5
 const TAIL_UNDER_LOCK = 2000
 
 /**
+ * The swap, in one transaction: lock the live tables in the order a writer first touches them (it reads
+ * sessions, rejections and messages, appends to the ledger, then writes users, groups, participants and the
+ * projection state), replay what is still not visible in `snapshot`, check that every ledger row was replayed
+ * exactly once, and move the shadow's tables in (the live ones into `previous`, or dropped).
+ */
+const swapIn = (
+  ledger: string,
+  target: string,
+  snapshot: string,
+  previous: string | null,
+  options: RebuildOptions,
+  state: Ref.Ref<RebuildProgress>
+) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const q = Replay.quoteIdent
+    const tables = Replay.PROJECTION_TABLES.map((t) => t.name)
+    const live = (t: string) => `${q(ledger)}.${q(t)}`
+    const lockTimeout = options.lockTimeout ?? "30s"
+    return yield* transaction(sql, Effect.gen(function*() {
+      yield* sql`SELECT set_config('lock_timeout', ${lockTimeout}, true)`
+      const lockedAt = Date.now()
+      yield* sql.unsafe(`LOCK TABLE ${["sessions", "rejections", "messages"].map(live).join(", ")} IN ACCESS EXCLUSIVE MODE`)
+      yield* sql.unsafe(`LOCK TABLE ${live("sync_log")} IN EXCLUSIVE MODE`)
+      yield* sql.unsafe(
+        `LOCK TABLE ${["users", "groups", "group_participants", "projection_state"].map(live).join(", ")} IN ACCESS EXCLUSIVE MODE`
+      )
+      const tail = yield* replayAll(target, ledger, { notVisibleIn: snapshot }, options, state)
+      yield* setPhase(state, options, "swapping", tail.replayed)
+      const [head] = yield* sql.unsafe<{ seq: string | null; events: string }>(
+        `SELECT max(seq)::text AS seq, count(*)::text AS events FROM ${live("sync_log")}`
+      )
+      const finalSeq = head!.seq === null ? 0 : Number(head!.seq)
+      const replayed = (yield* Ref.get(state)).eventsReplayed
+      // Under the lock only what is cheap: the thorough check ran before it, and the tail is small.
+      const problems = yield* Replay.checkProjection(target, finalSeq, false)
+      // Every ledger row replayed exactly once: the writers are stopped, so the count is final.
+      if (replayed !== Number(head!.events)) problems.push(`${replayed} events replayed, the ledger holds ${head!.events}`)
+      if (problems.length > 0) {
+        return yield* new RebuildError({
+          message: `the rebuilt projection is inconsistent after catching up, the live tables are unchanged: ${problems.join("; ")}`
+        })
+      }
+      if (previous !== null) {
+        yield* sql.unsafe(`CREATE SCHEMA ${q(previous)}`)
+        for (const t of tables) yield* sql.unsafe(`ALTER TABLE ${live(t)} SET SCHEMA ${q(previous)}`)
+      } else {
+        yield* sql.unsafe(`DROP TABLE ${tables.map(live).join(", ")}`)
+      }
+      for (const t of tables) yield* sql.unsafe(`ALTER TABLE ${q(target)}.${q(t)} SET SCHEMA ${q(ledger)}`)
+      return { tailEvents: tail.replayed, lockedMillis: Date.now() - lockedAt, finalSeq }
+    })).pipe(Effect.mapError((e) =>
+      e._tag === "PgError" && /lock timeout/.test(e.message)
+        ? new RebuildError({
+          message: `the swap could not lock the tables within ${lockTimeout} (long transactions on them?); the live tables are unchanged`
+        })
+        : e
+    ))
+  })
+
+/**
  * Rebuilds the projection (see the module comment). `progress` is updated as it goes (for the status endpoint);
  * its `target` is set here.
  */
 export const rebuild = (options: RebuildOptions, progress?: Ref.Ref<RebuildProgress>) =>
   Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
     const started = Date.now()
     const ledger = yield* Replay.ledgerSchema
     const inspect = options.into !== undefined
@@ -267,47 +327,11 @@ export const rebuild = (options: RebuildOptions, progress?: Ref.Ref<RebuildProgr
       yield* setPhase(state, options, "swapping")
       const previous = options.keepPrevious === true ? `${ledger}_previous` : null
       if (previous !== null) yield* Replay.dropSchema(previous)
-      const q = Replay.quoteIdent
       const tables = Replay.PROJECTION_TABLES.map((t) => t.name)
-      const live = (t: string) => `${q(ledger)}.${q(t)}`
       // Counted before the lock (writers do not wait for it): the figures stand for "just before the swap".
       const [before, after] = [yield* Replay.countRows(ledger), yield* Replay.countRows(target)]
       const rows = tables.map((table) => ({ table, before: before.get(table)!, after: after.get(table)! }))
-      const { tailEvents, lockedMillis, finalSeq } = yield* transaction(sql, Effect.gen(function*() {
-        yield* sql.unsafe(`SET LOCAL lock_timeout = '${options.lockTimeout ?? "30s"}'`)
-        const lockedAt = Date.now()
-        // In the order a writer first touches them: it reads sessions, rejections and messages, appends to the
-        // ledger, then writes users, groups, participants and the projection state.
-        yield* sql.unsafe(`LOCK TABLE ${["sessions", "rejections", "messages"].map(live).join(", ")} IN ACCESS EXCLUSIVE MODE`)
-        yield* sql.unsafe(`LOCK TABLE ${live("sync_log")} IN EXCLUSIVE MODE`)
-        yield* sql.unsafe(
-          `LOCK TABLE ${["users", "groups", "group_participants", "projection_state"].map(live).join(", ")} IN ACCESS EXCLUSIVE MODE`
-        )
-        const tail = yield* replayAll(target, ledger, { notVisibleIn: snapshot }, options, state)
-        yield* setPhase(state, options, "swapping", tail.replayed)
-        const [head] = yield* sql.unsafe<{ seq: string | null; events: string }>(
-          `SELECT max(seq)::text AS seq, count(*)::text AS events FROM ${live("sync_log")}`
-        )
-        const finalSeq = head!.seq === null ? 0 : Number(head!.seq)
-        const replayed = (yield* Ref.get(state)).eventsReplayed
-        // Under the lock only what is cheap: the thorough check ran before it, and the tail is small.
-        const problems = yield* Replay.checkProjection(target, finalSeq, false)
-        // Every ledger row replayed exactly once: the writers are stopped, so the count is final.
-        if (replayed !== Number(head!.events)) problems.push(`${replayed} events replayed, the ledger holds ${head!.events}`)
-        if (problems.length > 0) {
-          return yield* new RebuildError({ message: `the rebuilt projection is inconsistent after catching up, the live tables are unchanged: ${problems.join("; ")}` })
-        }
-        if (previous !== null) {
-          yield* sql.unsafe(`CREATE SCHEMA ${q(previous)}`)
-          for (const t of tables) yield* sql.unsafe(`ALTER TABLE ${live(t)} SET SCHEMA ${q(previous)}`)
-        } else {
-          yield* sql.unsafe(`DROP TABLE ${tables.map(live).join(", ")}`)
-        }
-        for (const t of tables) yield* sql.unsafe(`ALTER TABLE ${q(target)}.${q(t)} SET SCHEMA ${q(ledger)}`)
-        return { tailEvents: tail.replayed, lockedMillis: Date.now() - lockedAt, finalSeq }
-      }).pipe(Effect.mapError((e) => (e._tag === "PgError" && /lock timeout/.test(e.message)
-        ? new RebuildError({ message: `the swap could not lock the tables within ${options.lockTimeout ?? "30s"} (long transactions on them?); the live tables are unchanged` })
-        : e))))
+      const { tailEvents, lockedMillis, finalSeq } = yield* swapIn(ledger, target, snapshot, previous, options, state)
       yield* Replay.dropSchema(target)
       yield* setPhase(state, options, "done")
       const p = yield* Ref.get(state)

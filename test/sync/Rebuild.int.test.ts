@@ -1,6 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import { assert, describe, layer } from "@effect/vitest"
 import { Effect, Fiber, Ref } from "effect"
+import Pg from "pg"
 import type { Observation } from "../../src/core/Decide.js"
 import type { GoneKind } from "../../src/core/Events.js"
 import { SessionSource } from "../../src/redis/SessionSource.js"
@@ -235,6 +236,27 @@ describe("rebuild, verify and point-in-time replay on real Redis and PostgreSQL"
                  (SELECT count(DISTINCT (session_id, message_key))::int FROM messages) AS distinct_ids`
         assert.strictEqual(counts!.table, counts!.ledger)
         assert.strictEqual(counts!.distinct_ids, counts!.ledger)
+      }).pipe(Effect.scoped))
+
+    it.effect("a swap that cannot get its locks gives up within lockTimeout: live tables unchanged, no shadow left", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const env = yield* TestEnvTag
+        yield* history(31, 60, 10)
+        const before = yield* dumpTables
+        // Another transaction reads the sessions and stays open: the swap cannot lock them.
+        const reader = new Pg.Client({ connectionString: env.databaseUrl, options: `-c search_path=${env.schema}` })
+        yield* Effect.promise(() => reader.connect())
+        yield* Effect.addFinalizer(() => Effect.promise(() => reader.end()))
+        yield* Effect.promise(() => reader.query("BEGIN; SELECT count(*) FROM sessions"))
+        const failed = yield* Effect.flip(Rebuild.rebuild({ lockTimeout: "500ms" }))
+        yield* Effect.promise(() => reader.query("COMMIT"))
+        assert.strictEqual(failed._tag, "RebuildError")
+        assert.match(failed.message, /^the swap could not lock the tables within 500ms \(long transactions on them\?\); the live tables are unchanged$/)
+        assert.deepStrictEqual(yield* dumpTables, before)
+        const [left] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = ${`${env.schema}_rebuild`}`
+        assert.strictEqual(left!.n, 0)
+        assert.isTrue((yield* Rebuild.rebuild({})).swapped, "the lock is released: the next rebuild runs")
       }).pipe(Effect.scoped))
 
     it.effect("one rebuild at a time; --into refuses an existing schema and the live one", () =>
