@@ -301,7 +301,7 @@ const check = Command.make("check", {}, () =>
       } else if (RedisClient.coversNotifyFlags(flags.value)) {
         yield* line(true, "keyspace notifications", `enabled ("${flags.value}")`)
       } else {
-        yield* line("warn", "keyspace notifications", `"${flags.value}" lacks ${RedisClient.REQUIRED_NOTIFY_FLAGS}; the daemon sets it at start when CONFIG SET is allowed, or run: redis-cli CONFIG SET notify-keyspace-events ${RedisClient.REQUIRED_NOTIFY_FLAGS}`)
+        yield* line("warn", "keyspace notifications", `"${flags.value}" lacks ${RedisClient.REQUIRED_NOTIFY_FLAGS}; the daemon sets it at start when CONFIG SET is allowed, or run: redis-cli CONFIG SET notify-keyspace-events '${RedisClient.REQUIRED_NOTIFY_FLAGS}'`)
       }
     }).pipe(
       Effect.provide(RedisClientLive),

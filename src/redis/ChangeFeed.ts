@@ -279,11 +279,17 @@ export const make = (
       )
     const channelResult = yield* subscribe(channel)
     const channelOk = Either.isRight(channelResult)
-    const keyspaceOk = channelOk && notifications.enabled && Either.isRight(yield* subscribe(keyspace))
+    // Flags unknown (CONFIG GET refused or hiding them, as managed services do): the service's own configuration
+    // (a parameter group) may still have notifications on. Subscribing costs nothing if it does not; the mode
+    // claims only what was confirmed.
+    const unknown = options.notifications !== false && !notifications.enabled && notifications.flags === undefined
+    const keyspaceOk = channelOk && (notifications.enabled || unknown) && Either.isRight(yield* subscribe(keyspace))
     if (channelOk) sub.on("ready", onReady)
     return {
-      mode: captureMode(keyspaceOk, channelOk),
-      notifications,
+      mode: captureMode(keyspaceOk && notifications.enabled, channelOk),
+      notifications: keyspaceOk && unknown
+        ? { ...notifications, detail: `${notifications.detail}; subscribed anyway: used if the service sends them` }
+        : notifications,
       channelRefusal: Either.isLeft(channelResult) ? channelResult.left : undefined,
       signals: Mailbox.toStream(mailbox),
       connected: Effect.sync(() => sub.status === "ready"),

@@ -120,7 +120,12 @@ export const make = (options: DaemonOptions) =>
           : Effect.sleep("2 millis")
       })
     yield* Effect.forkScoped(Stream.runForEachChunk(feed.signals, onSignals))
-    yield* Effect.logInfo("Started Redis keyspace notification listener")
+    // The seed's operator message, kept; it says which sources the listener has.
+    yield* Effect.logInfo(
+      feed.mode === "notifications+channel+reconcile"
+        ? "Started Redis keyspace notification listener"
+        : `Started Redis change listener without keyspace notifications (capture mode ${feed.mode})`
+    )
 
     // Pre-expiry sweep: a session whose TTL is nearly out is written now, before Redis evicts it.
     const window = Duration.decode(options.expirySweepWindow)

@@ -221,11 +221,18 @@ describe("ChangeFeed on a real Redis", () => {
         )
         assert.isFalse(status.enabled)
         assert.match(status.refusal ?? "", /^NOPERM .*config/)
+        // The service's configuration has notifications on (as a managed Redis's parameter group would).
+        assert.isTrue((yield* Effect.flatMap(RedisClient.RedisClient, ({ client }) => ChangeFeed.enableNotifications(client))).enabled)
         const { feed, next } = yield* startFeed().pipe(Effect.provide(RedisClient.layer(noConfig)))
         assert.strictEqual(feed.mode, "channel+reconcile")
+        assert.match(feed.notifications.detail, /^CONFIG GET refused \(NOPERM.*\): keyspace notifications off; subscribed anyway: used if the service sends them$/)
         const id = `n-${uniq()}`
         yield* redis("PUBLISH", (c) => c.publish(env.channelPrefix + id, "x"))
         assert.deepStrictEqual(yield* next(about(id)), changed(id, "channel"))
+        // Subscribed without CONFIG: the service's notifications arrive.
+        const seen = `k-${uniq()}`
+        yield* redis("SET", (c) => c.set(env.prefix + seen, "{}"))
+        assert.deepStrictEqual(yield* next(about(seen)), changed(seen, "keyspace"))
 
         const nothing = yield* restrictedUser(false)
         const blind = yield* Effect.scoped(Effect.gen(function*() {
