@@ -297,7 +297,7 @@ const check = Command.make("check", {}, () =>
         Effect.catchAll(() => Effect.succeed(Option.none<string>()))
       )
       if (Option.isNone(flags)) {
-        yield* line("warn", "keyspace notifications", "CONFIG GET is refused (managed Redis?): the daemon will rely on the session_updated channel and reconcile scans")
+        yield* line("warn", "keyspace notifications", "CONFIG GET is refused (managed Redis?): the flags cannot be seen; the daemon subscribes anyway, and relies on the session_updated channel and reconcile scans if the service sends no notifications")
       } else if (RedisClient.coversNotifyFlags(flags.value)) {
         yield* line(true, "keyspace notifications", `enabled ("${flags.value}")`)
       } else {
