@@ -63,8 +63,8 @@ export class SessionStore extends Context.Tag("redis-pg-sync/pg/SessionStore")<S
   ) => Effect.Effect<ReadonlyArray<{ readonly id: string; readonly sessionId: string }>, PgError>
 }>() {}
 
-/** Message keys held in memory at most (about 80 bytes each): 10,000 sessions of 50 messages. */
-const KEY_CACHE_LIMIT = 500_000
+/** Message keys held in memory at most (about 80 bytes each). */
+const KEY_CACHE_LIMIT = 200_000
 
 /**
  * The message keys of recently written sessions, each valid for one `sessions.last_seq`: the live path re-reads a
