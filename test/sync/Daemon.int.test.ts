@@ -39,7 +39,9 @@ describe("the live daemon on real Redis and PostgreSQL", () => {
   layer(serversLayer(makeTestEnv("daemon")), { timeout: "60 seconds", excludeTestServices: true })((it) => {
     it.effect("a message appended the app's way (GET, append, SETEX, PUBLISH) reaches PostgreSQL", () =>
       Effect.scoped(Effect.gen(function*() {
-        yield* Daemon.make(yield* daemonOptions({ name: "app-way" }))
+        const daemon = yield* Daemon.make(yield* daemonOptions({ name: "app-way" }))
+        // After the start-up sync: else it may be the one that finds the new session (source "startup").
+        yield* eventually(daemon.status, (s) => s.startupSyncDone)
         yield* appendTheAppsWay("live-1", msg("hello", 1, "2025-06-01T10:00:00Z"))
         yield* eventually(countOf("live-1"), (n) => n === 1)
         yield* appendTheAppsWay("live-1", msg("how are you?", 2, "2025-06-01T10:00:01Z"))
@@ -52,6 +54,7 @@ describe("the live daemon on real Redis and PostgreSQL", () => {
       Effect.scoped(Effect.gen(function*() {
         const daemon = yield* Daemon.make(yield* daemonOptions({ name: "channel-only", keyspaceNotifications: false }))
         assert.strictEqual((yield* daemon.status).captureMode, "channel+reconcile")
+        yield* eventually(daemon.status, (s) => s.startupSyncDone)
         yield* appendTheAppsWay("chan-1", msg("via channel", 1, "2025-06-01T10:00:00Z"))
         yield* eventually(countOf("chan-1"), (n) => n === 1)
         const events = (yield* ledger).filter((e) => e.session_id === "chan-1")
