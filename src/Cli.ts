@@ -3,11 +3,14 @@
  */
 import { Args, Command, Options } from "@effect/cli"
 import { SqlClient } from "@effect/sql"
-import { Cause, ConfigError, Console, Data, Effect, Layer, Option, Ref } from "effect"
+import { SqlError } from "@effect/sql/SqlError"
+import { Cause, ConfigError, Console, Data, Effect, Layer, Option, Ref, Schedule } from "effect"
 import { formatConfigError, keyPrefix, liveConfig, redisConfig, syncConfig } from "./Config.js"
 import { DatabaseLive, RedisClientLive, SyncLive } from "./Layers.js"
 import { ensureLocalServices } from "./LocalServices.js"
 import * as Database from "./pg/Database.js"
+import { classify, PgError } from "./pg/PgError.js"
+import { RedisError } from "./redis/RedisError.js"
 import * as RedisClient from "./redis/RedisClient.js"
 import { describe as describeRedis } from "./redis/RedisConnection.js"
 import { defaultFullSyncOptions, describeProgress, fullSync, zeroProgress } from "./sync/FullSync.js"
@@ -35,6 +38,14 @@ export const describeFailure = (error: unknown): string => {
   }
   return String(error)
 }
+
+/** Whether a failure is Redis or PostgreSQL being unreachable (worth waiting for), rather than anything else. */
+const isConnectionFailure = (e: unknown): boolean =>
+  e instanceof RedisError
+    ? e.reason === "connection"
+    : e instanceof PgError || e instanceof SqlError
+    ? classify(e).reason === "connection"
+    : false
 
 /** Turns any failure into a message a person can act on, printed on stderr, and a failed exit. */
 const reportFailure = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, Reported, R> =>
@@ -110,10 +121,20 @@ const start = Command.make("start", {}, () =>
     // -- HTTP API (issue 4): served while the daemon runs (HTTP_HOST, HTTP_PORT, SYNC_API_TOKEN); every write of
     //    the daemon and of the API goes through Metrics.instrument, which feeds GET /metrics.
     const http = HttpApi.layer({ fullSync: fullSyncOptions, keyPrefix: prefix, ...yield* httpConfig })
+    // A server that is not up yet at start (a compose or Kubernetes rollout) is waited for, as an outage while
+    // running is: connection errors are retried with the same capped backoff, forever; anything else stops.
+    const services = SyncLive.pipe(
+      Layer.tapError((e) =>
+        isConnectionFailure(e)
+          ? Effect.logWarning(`Waiting for the servers: ${describeFailure(e)}; retrying`)
+          : Effect.void
+      ),
+      Layer.retry(retrySchedule(config.retryMaxDelay, Number.MAX_SAFE_INTEGER).pipe(Schedule.whileInput(isConnectionFailure)))
+    )
     return yield* Layer.launch(http.pipe(
       Layer.provideMerge(daemon),
       Layer.provide(Metrics.instrument),
-      Layer.provide(SyncLive)
+      Layer.provide(services)
     ))
     // -- end HTTP API
   }).pipe(

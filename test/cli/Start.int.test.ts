@@ -9,6 +9,8 @@ import { fileURLToPath } from "node:url"
 import pg from "pg"
 import { Redis } from "ioredis"
 import { inject } from "vitest"
+import { Effect } from "effect"
+import * as TcpProxy from "../support/TcpProxy.js"
 
 const bin = fileURLToPath(new URL("../../bin/redis-pg-sync.mjs", import.meta.url))
 
@@ -67,4 +69,64 @@ describe("redis-pg-sync start, as a process", () => {
       assert.include(log, "Capture mode: notifications+channel+reconcile")
     }, 60_000)
   }
+})
+
+describe("redis-pg-sync start, with PostgreSQL not up yet", () => {
+  it("waits for it (logging why), then syncs, and still stops with exit 0", async () => {
+    const suffix = randomBytes(4).toString("hex")
+    const schema = `t_start_wait_${suffix}`
+    const prefix = `test:start_wait:${suffix}:`
+    const target = new URL(inject("databaseUrl"))
+    const redis = new Redis(inject("redisUrl"))
+    const db = new pg.Client({ connectionString: inject("databaseUrl") })
+    await db.connect()
+    await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+      const proxy = yield* TcpProxy.make(target.hostname, Number(target.port))
+      yield* proxy.cut
+      const viaProxy = new URL(inject("databaseUrl"))
+      viaProxy.port = String(proxy.port)
+      yield* Effect.promise(() =>
+        redis.set(`${prefix}s1`, JSON.stringify({ topic: "late", messages: [{ content: "hi", sender_id: 1, timestamp: "2025-06-01T10:00:00Z" }] }))
+      )
+      const child = spawn(process.execPath, [bin, "start"], {
+        env: {
+          ...process.env,
+          REDIS_URL: inject("redisUrl"),
+          DATABASE_URL: viaProxy.toString(),
+          PG_SCHEMA: schema,
+          SYNC_KEY_PREFIX: prefix,
+          SYNC_CHANNEL_PREFIX: `${prefix}updated:`,
+          SYNC_RETRY_MAX_DELAY: "1 second",
+          LOG_FORMAT: "json",
+          HTTP_PORT: "0"
+        },
+        stdio: ["ignore", "pipe", "pipe"]
+      })
+      let log = ""
+      child.stderr.on("data", (d) => (log += d))
+      child.stdout.on("data", (d) => (log += d))
+      const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
+      const waitFor = (text: string) =>
+        Effect.promise(async () => {
+          const deadline = Date.now() + 30_000
+          while (!log.includes(text)) {
+            if (Date.now() > deadline) throw new Error(`no "${text}" in the log:\n${log}`)
+            await new Promise((r) => setTimeout(r, 100))
+          }
+        })
+      yield* waitFor("Waiting for the servers: PostgreSQL at postgres")
+      assert.isNull(child.exitCode, "still running while PostgreSQL is away")
+      yield* proxy.restore
+      yield* waitFor("Initial sync completed")
+      const { rows } = yield* Effect.promise(() => db.query(`SELECT count(*)::int AS n FROM ${schema}.messages`))
+      assert.strictEqual(rows[0].n, 1)
+      child.kill("SIGTERM")
+      assert.strictEqual(yield* Effect.promise(() => exited), 0, log)
+    }))).finally(async () => {
+      await db.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`)
+      await db.end()
+      await redis.del(`${prefix}s1`)
+      redis.disconnect()
+    })
+  }, 60_000)
 })
