@@ -173,8 +173,9 @@ export const SyncStatus = Schema.Struct({
   postgres_connected: Schema.Boolean,
   capture_mode: Schema.String,
   keyspace_notifications: Schema.String,
-  pending_keys: Schema.Number,
+  pending_keys: Schema.Number.annotations({ description: "Dirty sessions waiting for a batch (not those in flight)" }),
   in_flight_batches: Schema.Number,
+  in_flight_sessions: Schema.Number.annotations({ description: "Sessions in the batches being written (or retried)" }),
   last_event_at: Timestamp,
   last_commit_at: Timestamp,
   lag_seconds: Schema.Number.annotations({

@@ -293,6 +293,7 @@ export const make = (options: OperationsOptions) =>
         keyspace_notifications: s.notifications,
         pending_keys: p.pending,
         in_flight_batches: p.inFlightBatches,
+        in_flight_sessions: p.inFlightSessions,
         last_event_at: iso(s.lastEventAt),
         last_commit_at: Option.getOrNull(lastCommit),
         lag_seconds: lagOf(s, now),

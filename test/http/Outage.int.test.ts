@@ -1,5 +1,7 @@
 import { assert, describe, layer } from "@effect/vitest"
 import { Context, Effect, Layer } from "effect"
+import * as RedisClient from "../../src/redis/RedisClient.js"
+import { messagesOf, put } from "../support/Data.js"
 import { makeTestEnv } from "../support/Servers.js"
 import * as TcpProxy from "../support/TcpProxy.js"
 import { apiLayer, call, eventually, sampleOf } from "./Harness.js"
@@ -60,8 +62,18 @@ describe("HTTP API while Redis or PostgreSQL is unreachable", () => {
         assert.strictEqual(sampleOf(metrics.text, "redis_pg_sync_up", { component: "postgresql" }), 0)
         assert.isAbove(sampleOf(metrics.text, "redis_pg_sync_failures_total", { kind: "postgres_connection" }), 0)
 
+        // A change made meanwhile: its batch is in flight, retrying, not pending; it lands once PostgreSQL is back.
+        yield* put("during-outage", { topic: "outage", messages: [{ content: "kept", sender_id: 1, timestamp: "2025-06-01T10:00:00Z" }] })
+        yield* RedisClient.use("PUBLISH", (c) => c.publish(`${env.prefix}updated:during-outage`, "during-outage"))
+        const retrying = yield* eventually(
+          Effect.map(call("GET", "/api/v1/sync/status"), (r) => r.json),
+          (s) => s.in_flight_sessions === 1
+        )
+        assert.deepStrictEqual([retrying.pending_keys, retrying.in_flight_batches], [0, 1])
+
         yield* pg.restore
         yield* ready(200)
+        yield* eventually(Effect.map(messagesOf("during-outage"), (rows) => rows.length), (n) => n === 1, "20 seconds")
       }))
 
     it.effect("Redis down: /ready 503 naming it, session sync and compare 503, status degraded; back: ready", () =>
