@@ -315,7 +315,8 @@ const check = Command.make("check", {}, () =>
       yield* line(true, "Redis", `reachable, version ${version}`)
       const flags = yield* RedisClient.use("CONFIG GET", (c) => c.config("GET", "notify-keyspace-events")).pipe(
         Effect.map((r) => Option.some(String((r as Array<string>)[1] ?? ""))),
-        Effect.catchAll(() => Effect.succeed(Option.none<string>()))
+        // Refused (NOPERM, unknown command): a managed Redis. A lost connection is a failure of the Redis check.
+        Effect.catchIf((e) => e.reason === "command", () => Effect.succeed(Option.none<string>()))
       )
       if (Option.isNone(flags)) {
         yield* line("warn", "keyspace notifications", "CONFIG GET is refused (managed Redis?): the flags cannot be seen; the daemon subscribes anyway, and relies on the session_updated channel and reconcile scans if the service sends no notifications")

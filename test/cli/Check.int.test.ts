@@ -1,0 +1,69 @@
+/**
+ * `redis-pg-sync check` (the seed's check_setup.py) as a person runs it: one line per check, OK, WARN or FAIL with
+ * the fix, and exit 1 when something failed.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { spawn } from "node:child_process"
+import { randomBytes } from "node:crypto"
+import { fileURLToPath } from "node:url"
+import pg from "pg"
+import { Redis } from "ioredis"
+import { inject } from "vitest"
+
+const bin = fileURLToPath(new URL("../../bin/redis-pg-sync.mjs", import.meta.url))
+
+const check = (env: Record<string, string>) =>
+  new Promise<{ code: number | null; lines: Array<string> }>((resolve) => {
+    const child = spawn(process.execPath, [bin, "check"], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] })
+    let stdout = ""
+    child.stdout.on("data", (d) => (stdout += d))
+    child.on("exit", (code) => resolve({ code, lines: stdout.trim().split("\n") }))
+  })
+
+describe("redis-pg-sync check, as a process", () => {
+  it("OK when all is well; WARN without CONFIG (managed Redis); FAIL and exit 1 when a server is unreachable", async () => {
+    const suffix = randomBytes(4).toString("hex")
+    const schema = `t_check_${suffix}`
+    const user = `check-${suffix}`
+    const admin = new Redis(inject("redisUrl"))
+    const db = new pg.Client({ connectionString: inject("databaseUrl") })
+    await db.connect()
+    try {
+      const base = { REDIS_URL: inject("redisUrl"), DATABASE_URL: inject("databaseUrl"), PG_SCHEMA: schema }
+      // Migrations are applied by every command that needs them; check only reports.
+      const fresh = await check(base)
+      assert.strictEqual(fresh.code, 1)
+      assert.strictEqual(fresh.lines.at(-1), "FAIL migrations: 0001_sync_log, 0002_projection not applied: run redis-pg-sync migrate")
+
+      const migrate = await new Promise<number | null>((resolve) =>
+        spawn(process.execPath, [bin, "migrate"], { env: { ...process.env, ...base }, stdio: "ignore" }).on("exit", resolve))
+      assert.strictEqual(migrate, 0)
+      const ok = await check(base)
+      assert.strictEqual(ok.code, 0, ok.lines.join("\n"))
+      assert.strictEqual(ok.lines.length, 5)
+      assert.strictEqual(ok.lines[0], `OK   configuration: Redis ${inject("redisUrl")}, key prefix chat:session:`)
+      assert.match(ok.lines[1]!, /^OK   Redis: reachable, version 7\./)
+      // Whether the shared test server has the flags on yet depends on which test ran first: either line is right.
+      assert.match(ok.lines[2]!, /^(OK   keyspace notifications: enabled \("[^"]*"\)|WARN keyspace notifications: "[^"]*" lacks K\$gxe; .* or run: redis-cli CONFIG SET notify-keyspace-events 'K\$gxe')$/)
+      assert.match(ok.lines[3]!, /^OK   PostgreSQL: reachable, version 1\d/)
+      assert.strictEqual(ok.lines[4], "OK   migrations: all applied")
+
+      await admin.acl("SETUSER", user, "on", ">pw", "~*", "&*", "+@all", "-config")
+      const managed = new URL(inject("redisUrl"))
+      managed.username = user
+      managed.password = "pw"
+      const warn = await check({ ...base, REDIS_URL: managed.toString() })
+      assert.strictEqual(warn.code, 0, "a warning is not a failure")
+      assert.include(warn.lines, "WARN keyspace notifications: CONFIG GET is refused (managed Redis?): the flags cannot be seen; the daemon subscribes anyway, and relies on the session_updated channel and reconcile scans if the service sends no notifications")
+
+      const down = await check({ ...base, REDIS_URL: "redis://127.0.0.1:1/0" })
+      assert.strictEqual(down.code, 1)
+      assert.include(down.lines, "FAIL Redis: Redis at redis://127.0.0.1:1/0 is unreachable: connect ECONNREFUSED 127.0.0.1:1")
+    } finally {
+      await admin.acl("DELUSER", user).catch(() => 0)
+      admin.disconnect()
+      await db.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`)
+      await db.end()
+    }
+  }, 90_000)
+})
