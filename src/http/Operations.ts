@@ -4,7 +4,7 @@
  * caller that disconnects does not stop it for the callers that joined it.
  */
 import type { SqlClient } from "@effect/sql"
-import { Context, Deferred, Effect, Layer, Option, Ref, Schedule, type Schema } from "effect"
+import { Cause, Context, Deferred, Effect, Exit, Layer, Option, Ref, Schedule, type Schema } from "effect"
 import * as Metrics from "../Metrics.js"
 import * as Database from "../pg/Database.js"
 import type { PgError } from "../pg/PgError.js"
@@ -235,10 +235,6 @@ export const make = (options: OperationsOptions) =>
       } satisfies Out<typeof RebuildState>
     })
     const rebuild = Effect.gen(function*() {
-      const running = yield* Ref.get(lastRebuild)
-      if (running !== null && running.finishedAt === null) {
-        return yield* new Conflict({ message: "a rebuild is already running; follow it in GET /api/v1/sync/status" })
-      }
       const run: RebuildRun = {
         progress: yield* Ref.make<Rebuild.RebuildProgress>({
           phase: "replaying", target: "", eventsReplayed: 0, eventsTotal: 0, messagesInserted: 0, startedAt: Date.now()
@@ -247,13 +243,30 @@ export const make = (options: OperationsOptions) =>
         error: null,
         result: null
       }
-      yield* Ref.set(lastRebuild, run)
+      // Claimed in one step: two calls at once cannot both start one.
+      const claimed = yield* Ref.modify(lastRebuild, (current) =>
+        current !== null && current.finishedAt === null ? [false, current] : [true, run])
+      if (!claimed) {
+        return yield* new Conflict({ message: "a rebuild is already running; follow it in GET /api/v1/sync/status" })
+      }
       const started = yield* Deferred.make<void, Rebuild.RebuildError | PgError>()
       yield* withServices(Rebuild.rebuild({ onStarted: Deferred.succeed(started, undefined) }, run.progress)).pipe(
         Effect.tap((result) => Effect.sync(() => run.result = result)),
-        Effect.tapError((e) => Effect.sync(() => run.error = e.message).pipe(Effect.zipRight(Deferred.fail(started, e)))),
         Effect.tap((r) => Effect.logInfo(`Rebuild completed: ${r.eventsReplayed} events replayed, swapped in (writers waited ${r.lockedMillis} ms)`)),
         Effect.tapError((e) => Effect.logWarning(`Rebuild failed, the live tables are unchanged: ${e.message}`)),
+        // Whatever ends it (a failure, a defect, shutdown) also answers a request still waiting for the start.
+        Effect.onExit((exit) =>
+          Exit.isSuccess(exit)
+            ? Effect.void
+            : Effect.sync(() =>
+              run.error = Option.match(Cause.failureOption(exit.cause), {
+                onNone: () => Cause.pretty(exit.cause).split("\n")[0]!,
+                onSome: (e) => e.message
+              })
+            ).pipe(
+              Effect.zipRight(Deferred.failCause(started, exit.cause))
+            )
+        ),
         Effect.ensuring(Effect.sync(() => run.finishedAt = Date.now())),
         Effect.ignore,
         Effect.interruptible,

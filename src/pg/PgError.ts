@@ -15,7 +15,10 @@ export class PgError extends Data.TaggedError("PgError")<{
   readonly cause?: unknown
 }> {}
 
-const CONNECTION_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "ENOTFOUND", "EHOSTUNREACH"])
+const CONNECTION_CODES = new Set([
+  "ECONNREFUSED", "ECONNRESET", "ECONNABORTED", "EPIPE", "ETIMEDOUT", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH",
+  "ENETUNREACH", "EADDRNOTAVAIL"
+])
 
 /** SQLSTATE of a node-postgres error, if any. */
 const sqlState = (cause: unknown): string | undefined => {

@@ -11,6 +11,7 @@
  * to its commit), so every event of a session visible in a snapshot precedes every one that is not.
  */
 import { SqlClient } from "@effect/sql"
+import { createHash } from "node:crypto"
 import { Effect } from "effect"
 import type { CommittedEvent } from "../core/Events.js"
 import { project } from "../core/Project.js"
@@ -31,7 +32,30 @@ export const PROJECTION_TABLES = [
 
 export type ProjectionTable = (typeof PROJECTION_TABLES)[number]["name"]
 
-export const quoteIdent = (name: string) => `"${name.replace(/"/g, "\"\"")}"`
+/** PostgreSQL cuts identifiers to this many bytes, quoted ones too, without a word. */
+const MAX_IDENTIFIER_BYTES = 63
+
+/** A quoted identifier. Refuses a name PostgreSQL would cut: the cut name could be another object's. */
+export const quoteIdent = (name: string) => {
+  if (Buffer.byteLength(name) > MAX_IDENTIFIER_BYTES) {
+    throw new Error(`identifier longer than ${MAX_IDENTIFIER_BYTES} bytes: ${name}`)
+  }
+  return `"${name.replace(/"/g, "\"\"")}"`
+}
+
+/**
+ * `{base}_{suffix}`, within PostgreSQL's 63 bytes: when too long, `base` is shortened and followed by a hash of
+ * it, so that the name stays distinct from `base` itself (a cut `{schema}_rebuild` could BE the live schema) and
+ * from the names derived from other bases.
+ */
+export const derivedName = (base: string, suffix: string): string => {
+  const full = `${base}_${suffix}`
+  if (Buffer.byteLength(full) <= MAX_IDENTIFIER_BYTES) return full
+  const hash = createHash("sha256").update(base).digest("hex").slice(0, 8)
+  let head = base
+  while (head.length > 0 && Buffer.byteLength(`${head}_${hash}_${suffix}`) > MAX_IDENTIFIER_BYTES) head = head.slice(0, -1)
+  return `${head}_${hash}_${suffix}`
+}
 
 /** Which ledger rows to read. Every condition given must hold. */
 export interface EventFilter {
@@ -41,8 +65,6 @@ export interface EventFilter {
   readonly notVisibleIn?: string
   /** Rows with `seq <= untilSeq`. */
   readonly untilSeq?: number
-  /** Rows with `recorded_at <= untilTime` (ISO-8601). */
-  readonly untilTime?: string
 }
 
 /** The schema the connection's unqualified names resolve to: the ledger's (`PG_SCHEMA`). */
@@ -68,9 +90,17 @@ const conditions = (sql: SqlClient.SqlClient, filter: EventFilter) => {
     parts.push(sql`NOT pg_visible_in_snapshot(tx_id, ${filter.notVisibleIn}::pg_snapshot)`)
   }
   if (filter.untilSeq !== undefined) parts.push(sql`seq <= ${filter.untilSeq}`)
-  if (filter.untilTime !== undefined) parts.push(sql`recorded_at <= ${filter.untilTime}::timestamptz`)
   return sql.and(parts)
 }
+
+/** The seq just before the first event recorded after `time` (ISO-8601); undefined when there is none. */
+export const lastSeqBefore = (time: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const [row] = yield* sql<{ first: string | null }>`
+      SELECT min(seq)::text AS first FROM sync_log WHERE recorded_at > ${time}::timestamptz`
+    return row!.first === null ? undefined : Number(row!.first) - 1
+  }).pipe(Effect.mapError(classify))
 
 /** How many rows, and messages in them, the filter selects after `afterSeq` (for progress and ETA). */
 export const countEvents = (afterSeq: number, filter: EventFilter) =>
@@ -188,21 +218,26 @@ export const schemaExists = (schema: string) =>
 
 /**
  * Applies `events` (in seq order) to the projection in `target`, reading message payloads from the ledger in
- * `ledger`. Runs in the caller's transaction when there is one, else in its own. Returns messages inserted.
+ * `ledger`. Returns messages inserted.
  *
- * `asyncCommit`: its own transaction commits without waiting for the WAL flush (`synchronous_commit = off`). Only
- * for a projection that is thrown away and built again if the server crashes (a shadow schema); never inside
- * another transaction, whose commit it would make asynchronous too.
+ * - `"ownAsync"`: in a transaction of its own, committed without waiting for the WAL flush (`synchronous_commit =
+ *   off`): only for a projection that is thrown away and built again if the server crashes (a shadow schema).
+ * - `"caller"`: in the caller's transaction, as its statements (no savepoint: thousands of pages in one
+ *   transaction would pile up subtransactions, which slows every snapshot on the server).
  */
-export const applyEvents = (target: string, ledger: string, events: ReadonlyArray<CommittedEvent>, asyncCommit = false) =>
+export const applyEvents = (
+  target: string,
+  ledger: string,
+  events: ReadonlyArray<CommittedEvent>,
+  mode: "ownAsync" | "caller"
+) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
+    const apply = withSearchPath(sql, `${quoteIdent(target)}, ${quoteIdent(ledger)}`, applyChanges(sql, project(events)))
+    if (mode === "caller") return yield* Effect.mapError(apply, classify)
     return yield* transaction(
       sql,
-      Effect.zipRight(
-        asyncCommit ? sql`SET LOCAL synchronous_commit = off` : Effect.void,
-        withSearchPath(sql, `${quoteIdent(target)}, ${quoteIdent(ledger)}`, applyChanges(sql, project(events)))
-      )
+      Effect.zipRight(sql`SET LOCAL synchronous_commit = off`, apply)
     )
   })
 

@@ -75,6 +75,9 @@ const KEY_CACHE_LIMIT = 200_000
 const makeKeyCache = (limit: number) => {
   const entries = new Map<string, { readonly lastSeq: number; readonly keys: ReadonlySet<string> }>()
   let size = 0
+  // The projection the entries were read from: a rebuild swaps in new tables with the same last seqs but
+  // possibly other messages (that is what a rebuild is for), so its entries are all dropped then.
+  let projection: string | null = null
   const drop = (id: string) => {
     const e = entries.get(id)
     if (e !== undefined) {
@@ -83,6 +86,13 @@ const makeKeyCache = (limit: number) => {
     }
   }
   return {
+    /** Forgets everything when `table` (the `sessions` table's oid) is not the one the entries came from. */
+    bindTo: (table: string) => {
+      if (table === projection) return
+      entries.clear()
+      size = 0
+      projection = table
+    },
     get: (id: string, lastSeq: number): ReadonlySet<string> | undefined => {
       const e = entries.get(id)
       if (e === undefined || e.lastSeq !== lastSeq) return undefined
@@ -140,8 +150,9 @@ const makeKeyMemos = (limit: number) => {
       for (const id of ids) {
         const e = entries.get(id)
         if (e === undefined) continue
-        total += e.memo.size - e.size
-        e.size = e.memo.size
+        // An entry counts one more than its keys: a session with no message still takes room.
+        total += e.memo.size + 1 - e.size
+        e.size = e.memo.size + 1
         // One huge session would evict every other: it is not memoised.
         if (e.size > limit / 10) {
           total -= e.size
@@ -167,6 +178,8 @@ interface StateRow {
   readonly rejected_hash: string | null
   readonly exists: boolean
   readonly last_seq: string | null
+  /** oid of the `sessions` table read (changes when a rebuild swaps the tables). */
+  readonly projection: string
 }
 
 export const make = Effect.gen(function*() {
@@ -197,10 +210,11 @@ export const make = Effect.gen(function*() {
                     WHEN greatest(s.expired_at, s.deleted_at, s.evicted_at) = s.expired_at THEN 'expired'
                     WHEN greatest(s.expired_at, s.deleted_at, s.evicted_at) = s.deleted_at THEN 'deleted'
                     ELSE 'evicted' END AS gone,
-               r.snapshot_hash AS rejected_hash
+               r.snapshot_hash AS rejected_hash, 'sessions'::regclass::oid::text AS projection
         FROM unnest(${ids}::text[]) AS x(id)
         LEFT JOIN sessions s ON s.redis_session_id = x.id
         LEFT JOIN rejections r ON r.redis_session_id = x.id`
+      if (rows.length > 0) keyCache.bindTo(rows[0]!.projection)
       // Message keys are needed for the sessions that exist and that `decide` will look into: all but those
       // whose value is the one last synced while nothing happened since (not rejected, not gone, not forced).
       const byId = new Map(rows.map((r) => [r.id, r]))

@@ -14,7 +14,7 @@
  * ledger, then users, groups and the rest — so that it only ever waits for a writer, never in a cycle with one.
  */
 import { SqlClient } from "@effect/sql"
-import { Data, Effect, Exit, Ref } from "effect"
+import { Data, Duration, Effect, Exit, Ref, Schedule } from "effect"
 import type { CommittedEvent } from "../core/Events.js"
 import { classify, PgError, transaction } from "../pg/PgError.js"
 import * as Replay from "../pg/Replay.js"
@@ -43,7 +43,7 @@ export interface RebuildOptions {
    * both projections whole). Without it, only row counts are compared.
    */
   readonly diff?: boolean | undefined
-  /** Keep the replaced tables in `{schema}_previous` instead of dropping them. */
+  /** Keep the replaced tables in `{schema}_previous` (see `Replay.derivedName`) instead of dropping them. */
   readonly keepPrevious?: boolean | undefined
   /**
    * Replay transactions in flight at once, each on its own connection (default 2). The sessions of a page are
@@ -53,8 +53,12 @@ export interface RebuildOptions {
   /** Events per replay transaction, and messages at most. */
   readonly pageEvents?: number | undefined
   readonly pageMessages?: number | undefined
-  /** How long the swap may wait for its locks before it gives up (the live tables stay as they were). */
-  readonly lockTimeout?: string | undefined
+  /**
+   * How long the swap may try to lock the live tables before it gives up (the live tables stay as they were).
+   * Each attempt waits at most 200 ms per lock and lets go of everything before the next one, so that neither a
+   * writer nor a reader of the tables waits long behind it, and no lock cycle can form. Default 30 seconds.
+   */
+  readonly lockTimeout?: Duration.DurationInput | undefined
   readonly onProgress?: ((progress: RebuildProgress) => Effect.Effect<void>) | undefined
   /** Called once the rebuild holds its lock and has its schema: it will not be refused from then on. */
   readonly onStarted?: Effect.Effect<void> | undefined
@@ -140,10 +144,10 @@ const replayAll = (
     const parts = ownTransactions ? Math.max(1, options.streams ?? 2) : 1
     const apply = (events: ReadonlyArray<CommittedEvent>) =>
       parts === 1
-        ? Replay.applyEvents(target, ledger, events, ownTransactions)
+        ? Replay.applyEvents(target, ledger, events, ownTransactions ? "ownAsync" : "caller")
         : Effect.map(
           Effect.all(
-            splitBySession(events, parts).map((part) => Replay.applyEvents(target, ledger, part, ownTransactions)),
+            splitBySession(events, parts).map((part) => Replay.applyEvents(target, ledger, part, "ownAsync")),
             { concurrency: "unbounded" }
           ),
           (inserted) => inserted.reduce((a, b) => a + b, 0)
@@ -176,7 +180,8 @@ const setPhase = (progress: Ref.Ref<RebuildProgress>, options: RebuildOptions, p
     (p) => (options.onProgress ? options.onProgress(p) : Effect.void)
   )
 
-const CATCH_UP_PASSES = 5
+/** Catch-up passes at most: a ledger that grows faster than it is replayed is not swapped in. */
+const CATCH_UP_PASSES = 20
 /** Below this many new events, the rest is replayed under the swap's lock. */
 const TAIL_UNDER_LOCK = 2000
 
@@ -199,9 +204,10 @@ const swapIn = (
     const q = Replay.quoteIdent
     const tables = Replay.PROJECTION_TABLES.map((t) => t.name)
     const live = (t: string) => `${q(ledger)}.${q(t)}`
-    const lockTimeout = options.lockTimeout ?? "30s"
-    return yield* transaction(sql, Effect.gen(function*() {
-      yield* sql`SELECT set_config('lock_timeout', ${lockTimeout}, true)`
+    const lockTimeout = Duration.decode(options.lockTimeout ?? "30 seconds")
+    const deadline = Date.now() + Duration.toMillis(lockTimeout)
+    const attempt = transaction(sql, Effect.gen(function*() {
+      yield* sql`SELECT set_config('lock_timeout', '200ms', true)`
       const lockedAt = Date.now()
       yield* sql.unsafe(`LOCK TABLE ${["sessions", "rejections", "messages"].map(live).join(", ")} IN ACCESS EXCLUSIVE MODE`)
       yield* sql.unsafe(`LOCK TABLE ${live("sync_log")} IN EXCLUSIVE MODE`)
@@ -232,13 +238,20 @@ const swapIn = (
       }
       for (const t of tables) yield* sql.unsafe(`ALTER TABLE ${q(target)}.${q(t)} SET SCHEMA ${q(ledger)}`)
       return { tailEvents: tail.replayed, lockedMillis: Date.now() - lockedAt, finalSeq }
-    })).pipe(Effect.mapError((e) =>
-      e._tag === "PgError" && /lock timeout/.test(e.message)
-        ? new RebuildError({
-          message: `the swap could not lock the tables within ${lockTimeout} (long transactions on them?); the live tables are unchanged`
-        })
-        : e
-    ))
+    }))
+    // A lock not had within 200 ms (or a deadlock PostgreSQL broke): everything is let go, and tried again.
+    const busy = (e: PgError | RebuildError) => e._tag === "PgError" && /lock timeout|deadlock detected/.test(e.message)
+    return yield* attempt.pipe(
+      Effect.retry({ while: (e) => busy(e) && Date.now() < deadline, schedule: Schedule.jittered(Schedule.spaced("250 millis")) }),
+      Effect.mapError((e) =>
+        busy(e)
+          ? new RebuildError({
+            message: `the swap could not lock the tables within ${Duration.format(lockTimeout)} (long transactions on them?); ` +
+              "the live tables are unchanged"
+          })
+          : e
+      )
+    )
   })
 
 /**
@@ -250,7 +263,10 @@ export const rebuild = (options: RebuildOptions, progress?: Ref.Ref<RebuildProgr
     const started = Date.now()
     const ledger = yield* Replay.ledgerSchema
     const inspect = options.into !== undefined
-    const target = options.into ?? `${ledger}_rebuild`
+    if (!inspect && (options.untilSeq !== undefined || options.untilTime !== undefined)) {
+      return yield* new RebuildError({ message: "a rebuild up to a seq or a time builds a past state for inspection: give into too" })
+    }
+    const target = options.into ?? Replay.derivedName(ledger, "rebuild")
     if (target === ledger) return yield* new RebuildError({ message: `--into must name another schema than ${ledger}, the live one` })
     const initial: RebuildProgress = { phase: "replaying", target, eventsReplayed: 0, eventsTotal: 0, messagesInserted: 0, startedAt: started }
     const state = progress ?? (yield* Ref.make(initial))
@@ -274,10 +290,12 @@ export const rebuild = (options: RebuildOptions, progress?: Ref.Ref<RebuildProgr
 
     return yield* Effect.gen(function*() {
       let snapshot = yield* Replay.currentSnapshot
-      const base: Replay.EventFilter = {
-        ...(options.untilSeq === undefined ? {} : { untilSeq: options.untilSeq }),
-        ...(options.untilTime === undefined ? {} : { untilTime: options.untilTime })
-      }
+      // A time becomes a seq: the ledger up to the first event recorded after it. `recorded_at` is when a
+      // transaction began, not when it took its locks, so times are not in seq order across transactions; only a
+      // prefix of the ledger is a state every session really went through.
+      const timeBound = options.untilTime === undefined ? undefined : yield* Replay.lastSeqBefore(options.untilTime)
+      const bounds = [options.untilSeq, timeBound].filter((b): b is number => b !== undefined)
+      const base: Replay.EventFilter = bounds.length === 0 ? {} : { untilSeq: Math.min(...bounds) }
       const total = yield* Replay.countEvents(0, { ...base, visibleIn: snapshot })
       yield* setPhase(state, options, "replaying", total.events)
       // A shadow (or an inspection copy) that a crash would lose is simply built again: its pages commit
@@ -307,14 +325,22 @@ export const rebuild = (options: RebuildOptions, progress?: Ref.Ref<RebuildProgr
 
       // Catch up without a lock while the live writer keeps appending.
       yield* setPhase(state, options, "catching up")
-      for (let pass = 0; pass < CATCH_UP_PASSES; pass++) {
+      // The tail replayed under the swap's lock is what arrived during the last pass: small once a pass is.
+      let caughtUp = false
+      for (let pass = 0; pass < CATCH_UP_PASSES && !caughtUp; pass++) {
         const next = yield* Replay.currentSnapshot
         const delta: Replay.EventFilter = { visibleIn: next, notVisibleIn: snapshot }
         const pending = yield* Replay.countEvents(0, delta)
         yield* setPhase(state, options, "catching up", pending.events)
         lastSeq = Math.max(lastSeq, (yield* replayAll(target, ledger, delta, options, state, true)).lastSeq)
         snapshot = next
-        if (pending.events < TAIL_UNDER_LOCK) break
+        caughtUp = pending.events < TAIL_UNDER_LOCK
+      }
+      if (!caughtUp) {
+        return yield* new RebuildError({
+          message: `writers append faster than the rebuild replays (still ${TAIL_UNDER_LOCK} or more new events after ` +
+            `${CATCH_UP_PASSES} passes); the live tables are unchanged: try again when the load is lower`
+        })
       }
 
       yield* setPhase(state, options, "verifying")
@@ -325,14 +351,18 @@ export const rebuild = (options: RebuildOptions, progress?: Ref.Ref<RebuildProgr
       const diff = options.diff === true ? yield* Replay.compareProjections(ledger, target) : null
 
       yield* setPhase(state, options, "swapping")
-      const previous = options.keepPrevious === true ? `${ledger}_previous` : null
+      const previous = options.keepPrevious === true ? Replay.derivedName(ledger, "previous") : null
       if (previous !== null) yield* Replay.dropSchema(previous)
       const tables = Replay.PROJECTION_TABLES.map((t) => t.name)
       // Counted before the lock (writers do not wait for it): the figures stand for "just before the swap".
       const [before, after] = [yield* Replay.countRows(ledger), yield* Replay.countRows(target)]
       const rows = tables.map((table) => ({ table, before: before.get(table)!, after: after.get(table)! }))
       const { tailEvents, lockedMillis, finalSeq } = yield* swapIn(ledger, target, snapshot, previous, options, state)
-      yield* Replay.dropSchema(target)
+      // Swapped: from here on nothing may read as a failure. The shadow schema is empty; the next rebuild drops it
+      // if this does not.
+      yield* Replay.dropSchema(target).pipe(
+        Effect.catchAll((e) => Effect.logWarning(`the empty schema ${target} stays: ${e.message}`))
+      )
       yield* setPhase(state, options, "done")
       const p = yield* Ref.get(state)
       return {
@@ -380,7 +410,7 @@ export const verify = (options: Pick<RebuildOptions, "pageEvents" | "pageMessage
     const sql = yield* SqlClient.SqlClient
     const started = Date.now()
     const ledger = yield* Replay.ledgerSchema
-    const scratch = `${ledger}_verify_${process.pid}_${started.toString(36)}`
+    const scratch = Replay.derivedName(ledger, `verify_${process.pid}_${started.toString(36)}`)
     const state = yield* Ref.make<RebuildProgress>({
       phase: "replaying",
       target: scratch,

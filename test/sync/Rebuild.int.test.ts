@@ -1,11 +1,14 @@
 import { SqlClient } from "@effect/sql"
 import { assert, describe, layer } from "@effect/vitest"
-import { Effect, Fiber, Ref } from "effect"
+import { Effect, Either, Fiber, Ref } from "effect"
 import Pg from "pg"
 import type { Observation } from "../../src/core/Decide.js"
 import type { GoneKind } from "../../src/core/Events.js"
+import { decodeSnapshot } from "../../src/core/Snapshot.js"
+import * as SessionStore from "../../src/pg/SessionStore.js"
 import { SessionSource } from "../../src/redis/SessionSource.js"
 import { observe } from "../../src/sync/Observe.js"
+import * as Replay from "../../src/pg/Replay.js"
 import * as Rebuild from "../../src/sync/Rebuild.js"
 import { writeBatch } from "../../src/sync/Writer.js"
 import { del, dumpTables, dumpTablesOf, put } from "../support/Data.js"
@@ -137,7 +140,7 @@ describe("rebuild, verify and point-in-time replay on real Redis and PostgreSQL"
       Effect.gen(function*() {
         const { schema } = yield* TestEnvTag
         const pointInTime = `${schema}_then`
-        yield* dropAfter(`${schema}_rebuild`, `${schema}_previous`, pointInTime)
+        yield* dropAfter(`${schema}_rebuild`, `${schema}_previous`, pointInTime, `${pointInTime}_t`)
 
         yield* history(7, 700, 120)
         const then = yield* ledgerHead
@@ -175,6 +178,13 @@ describe("rebuild, verify and point-in-time replay on real Redis and PostgreSQL"
         assert.strictEqual(past.lastSeq, then.seq)
         assert.deepStrictEqual(yield* dumpTablesOf(pointInTime), tablesThen)
         assert.deepStrictEqual(yield* dumpTables, live, "a point-in-time replay leaves the live tables alone")
+
+        // The same moment by time: the ledger up to the first event recorded after it.
+        const [at] = yield* Effect.flatMap(SqlClient.SqlClient, (sql) =>
+          sql<{ t: string }>`SELECT to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS t FROM sync_log WHERE seq = ${then.seq}`)
+        const byTime = yield* Rebuild.rebuild({ into: `${pointInTime}_t`, untilTime: at!.t })
+        assert.strictEqual(byTime.lastSeq, then.seq)
+        assert.deepStrictEqual(yield* dumpTablesOf(`${pointInTime}_t`), tablesThen)
       }).pipe(Effect.scoped))
 
     it.effect("verify finds a tampered projection and names the rows; a rebuild repairs it", () =>
@@ -238,6 +248,38 @@ describe("rebuild, verify and point-in-time replay on real Redis and PostgreSQL"
         assert.strictEqual(counts!.distinct_ids, counts!.ledger)
       }).pipe(Effect.scoped))
 
+    it.effect("a writer's cached message keys do not outlive a swap: a message a buggy projection pretended to hold is written", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const { schema } = yield* TestEnvTag
+        yield* dropAfter(`${schema}_rebuild`)
+        const m = (i: number) => ({ content: `c${i}`, sender_id: 1, timestamp: `2025-06-01T10:00:0${i}Z` })
+        const write = (messages: Array<unknown>) =>
+          Effect.gen(function*() {
+            yield* put("cached-1", { topic: "cache", messages })
+            const [raw] = yield* (yield* SessionSource).read(["cached-1"])
+            return yield* writeBatch([observe(raw!)!], "keyspace", testWriteOptions)
+          })
+        const other = yield* SessionStore.make
+        yield* write([m(0)]).pipe(Effect.provideService(SessionStore.SessionStore, other))
+        // A projection bug: the table holds m1, which the ledger never had.
+        const snapshot = decodeSnapshot("cached-1", JSON.stringify({ messages: [m(0), m(1)] }))
+        const fakeKey = Either.getOrThrow(snapshot).messages[1]!.key
+        yield* sql`INSERT INTO messages (id, session_id, message_key, ordinal, content, seq)
+                   SELECT 1, id, ${fakeKey}, 1, 'c1', last_seq FROM sessions WHERE redis_session_id = 'cached-1'`
+        // This writer loads (and caches) the keys of the buggy table.
+        yield* write([m(0), m(2)])
+        const repaired = yield* Rebuild.rebuild({})
+        assert.isTrue(repaired.swapped)
+        // m1 really arrives now: the writer must not trust the keys it cached from the replaced table.
+        yield* write([m(0), m(2), m(1)])
+        const [row] = yield* sql<{ contents: Array<string> }>`
+          SELECT array_agg(content ORDER BY ordinal) AS contents FROM messages
+          WHERE session_id = (SELECT id FROM sessions WHERE redis_session_id = 'cached-1')`
+        assert.deepStrictEqual(row!.contents, ["c0", "c2", "c1"])
+        assert.isTrue((yield* Rebuild.verify()).same)
+      }).pipe(Effect.scoped))
+
     it.effect("a swap that cannot get its locks gives up within lockTimeout: live tables unchanged, no shadow left", () =>
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
@@ -249,10 +291,10 @@ describe("rebuild, verify and point-in-time replay on real Redis and PostgreSQL"
         yield* Effect.promise(() => reader.connect())
         yield* Effect.addFinalizer(() => Effect.promise(() => reader.end()))
         yield* Effect.promise(() => reader.query("BEGIN; SELECT count(*) FROM sessions"))
-        const failed = yield* Effect.flip(Rebuild.rebuild({ lockTimeout: "500ms" }))
+        const failed = yield* Effect.flip(Rebuild.rebuild({ lockTimeout: "1 second" }))
         yield* Effect.promise(() => reader.query("COMMIT"))
         assert.strictEqual(failed._tag, "RebuildError")
-        assert.match(failed.message, /^the swap could not lock the tables within 500ms \(long transactions on them\?\); the live tables are unchanged$/)
+        assert.match(failed.message, /^the swap could not lock the tables within 1s \(long transactions on them\?\); the live tables are unchanged$/)
         assert.deepStrictEqual(yield* dumpTables, before)
         const [left] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = ${`${env.schema}_rebuild`}`
         assert.strictEqual(left!.n, 0)
@@ -270,6 +312,32 @@ describe("rebuild, verify and point-in-time replay on real Redis and PostgreSQL"
         assert.match(exists.message, /^schema public already exists; choose another --into or drop it/)
         const itself = yield* Effect.flip(Rebuild.rebuild({ into: schema }))
         assert.match(itself.message, /another schema than/)
+      }).pipe(Effect.scoped))
+  })
+})
+
+describe("rebuild and verify with a PG_SCHEMA of 63 characters (PostgreSQL's longest name)", () => {
+  // t_ + 52 + _ + 8 hex = 63: `{schema}_rebuild` and `{schema}_previous` would be cut back to names of 63 bytes.
+  layer(serversLayer(makeTestEnv("l".repeat(52))), { timeout: "60 seconds", excludeTestServices: true })((it) => {
+    it.effect("the derived schemas get names of their own: the live schema and its ledger are never touched", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const { schema } = yield* TestEnvTag
+        assert.strictEqual(schema.length, 63)
+        const shadow = Replay.derivedName(schema, "rebuild")
+        const previous = Replay.derivedName(schema, "previous")
+        yield* dropAfter(shadow, previous)
+        assert.deepStrictEqual([shadow.length <= 63, previous.length <= 63, new Set([schema, shadow, previous]).size], [true, true, 3])
+        yield* history(41, 120, 20)
+        const before = yield* dumpTables
+        const events = (yield* ledgerHead).n
+        const result = yield* Rebuild.rebuild({ keepPrevious: true })
+        assert.deepStrictEqual([result.swapped, result.previous, result.eventsReplayed], [true, previous, events])
+        assert.deepStrictEqual(yield* dumpTables, before)
+        assert.deepStrictEqual(yield* dumpTablesOf(previous), before)
+        assert.isTrue((yield* Rebuild.verify()).same)
+        const [ledgerRows] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM sync_log`
+        assert.strictEqual(ledgerRows!.n, events)
       }).pipe(Effect.scoped))
   })
 })
