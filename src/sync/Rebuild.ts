@@ -90,15 +90,15 @@ export class RebuildError extends Data.TaggedError("RebuildError")<{ readonly me
 const REBUILD_LOCK_CLASS = 0x72707372
 
 /**
- * Holds the rebuild lock of `schema` for the scope, on a connection of its own. Fails with a `RebuildError`
- * when another process or replica holds it.
+ * Holds the rebuild lock of `schema` for the scope, on a connection of its own; returns that connection's
+ * backend pid (see `stillHeld`). Fails with a `RebuildError` when another process or replica holds it.
  */
 export const rebuildLock = (schema: string) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const conn = yield* sql.reserve
     const [row] = yield* conn.execute(
-      "SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok",
+      "SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok, pg_backend_pid() AS pid",
       [REBUILD_LOCK_CLASS, schema],
       undefined
     )
@@ -108,7 +108,25 @@ export const rebuildLock = (schema: string) =>
     yield* Effect.addFinalizer(() =>
       conn.execute("SELECT pg_advisory_unlock($1, hashtext($2))", [REBUILD_LOCK_CLASS, schema], undefined).pipe(Effect.ignore)
     )
+    return row.pid as number
   }).pipe(Effect.catchTag("SqlError", (e) => Effect.fail(classify(e))))
+
+/**
+ * Whether backend `pid` still holds the rebuild lock of `schema`: the lock lives on an idle connection for the
+ * whole rebuild, and dies with it if that connection drops — another replica may have started since.
+ */
+const stillHeld = (schema: string, pid: number) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const [row] = yield* sql<{ held: boolean }>`
+      SELECT EXISTS (
+        SELECT 1 FROM pg_locks
+        WHERE locktype = 'advisory' AND granted AND pid = ${pid} AND objsubid = 2
+          AND classid = ${REBUILD_LOCK_CLASS}::bigint::oid
+          AND objid = (hashtext(${schema})::bigint & 4294967295)::oid
+      ) AS held`
+    return row!.held
+  })
 
 /** FNV-1a of a session id: which stream applies its events. */
 const streamOf = (sessionId: string, streams: number) => {
@@ -197,7 +215,8 @@ const swapIn = (
   snapshot: string,
   previous: string | null,
   options: RebuildOptions,
-  state: Ref.Ref<RebuildProgress>
+  state: Ref.Ref<RebuildProgress>,
+  lockPid: number
 ) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
@@ -214,6 +233,11 @@ const swapIn = (
       yield* sql.unsafe(
         `LOCK TABLE ${["users", "groups", "group_participants", "projection_state"].map(live).join(", ")} IN ACCESS EXCLUSIVE MODE`
       )
+      if (!(yield* stillHeld(ledger, lockPid))) {
+        return yield* new RebuildError({
+          message: "the rebuild lost its lock (its connection dropped; another rebuild may have started): the live tables are unchanged"
+        })
+      }
       const tail = yield* replayAll(target, ledger, { notVisibleIn: snapshot }, options, state)
       yield* setPhase(state, options, "swapping", tail.replayed)
       const [head] = yield* sql.unsafe<{ seq: string | null; events: string }>(
@@ -272,6 +296,7 @@ export const rebuild = (options: RebuildOptions, progress?: Ref.Ref<RebuildProgr
     const state = progress ?? (yield* Ref.make(initial))
     yield* Ref.set(state, initial)
 
+    let lockPid = 0
     if (inspect) {
       if (yield* Replay.schemaExists(target)) {
         return yield* new RebuildError({
@@ -279,7 +304,7 @@ export const rebuild = (options: RebuildOptions, progress?: Ref.Ref<RebuildProgr
         })
       }
     } else {
-      yield* rebuildLock(ledger)
+      lockPid = yield* rebuildLock(ledger)
       // Left over by a rebuild that did not finish: only a rebuild holding the lock creates it.
       yield* Replay.dropSchema(target)
     }
@@ -357,7 +382,7 @@ export const rebuild = (options: RebuildOptions, progress?: Ref.Ref<RebuildProgr
       // Counted before the lock (writers do not wait for it): the figures stand for "just before the swap".
       const [before, after] = [yield* Replay.countRows(ledger), yield* Replay.countRows(target)]
       const rows = tables.map((table) => ({ table, before: before.get(table)!, after: after.get(table)! }))
-      const { tailEvents, lockedMillis, finalSeq } = yield* swapIn(ledger, target, snapshot, previous, options, state)
+      const { tailEvents, lockedMillis, finalSeq } = yield* swapIn(ledger, target, snapshot, previous, options, state, lockPid)
       // Swapped: from here on nothing may read as a failure. The shadow schema is empty; the next rebuild drops it
       // if this does not.
       yield* Replay.dropSchema(target).pipe(

@@ -301,6 +301,23 @@ describe("rebuild, verify and point-in-time replay on real Redis and PostgreSQL"
         assert.isTrue((yield* Rebuild.rebuild({})).swapped, "the lock is released: the next rebuild runs")
       }).pipe(Effect.scoped))
 
+    it.effect("a rebuild whose lock connection dropped does not swap (another replica may have started)", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const { schema } = yield* TestEnvTag
+        yield* dropAfter(`${schema}_rebuild`)
+        yield* history(51, 40, 8)
+        const before = yield* dumpTables
+        const dropLockConnection = sql`
+          SELECT pg_terminate_backend(pid) FROM pg_locks
+          WHERE locktype = 'advisory' AND objsubid = 2 AND classid = ${0x72707372}::bigint::oid
+            AND objid = (hashtext(${schema})::bigint & 4294967295)::oid`.pipe(Effect.orDie, Effect.asVoid)
+        const lost = yield* Effect.flip(Rebuild.rebuild({ onStarted: dropLockConnection }))
+        assert.match(lost.message, /the rebuild lost its lock \(its connection dropped; another rebuild may have started\): the live tables are unchanged/)
+        assert.deepStrictEqual(yield* dumpTables, before)
+        assert.isTrue((yield* Rebuild.rebuild({})).swapped, "the next rebuild runs")
+      }).pipe(Effect.scoped))
+
     it.effect("one rebuild at a time; --into refuses an existing schema and the live one", () =>
       Effect.gen(function*() {
         const { schema } = yield* TestEnvTag
