@@ -11,39 +11,17 @@
 // 6. Prints sessions/s, messages/s, the ratio to the reference, the second/first time ratio and peak RSS.
 // A script that prints figures, not a test: the machine is shared, so read ratios, not absolute times.
 import { execFileSync, spawnSync } from "node:child_process"
-import { cpSync, existsSync, mkdirSync, readFileSync, rmSync } from "node:fs"
+import { readFileSync } from "node:fs"
 import path from "node:path"
-import { fileURLToPath } from "node:url"
+import { option, root, setUp } from "./setup.mjs"
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
 const args = process.argv.slice(2)
-const opt = (name, fallback) => {
-  const i = args.indexOf(`--${name}`)
-  return i >= 0 ? args[i + 1] : fallback
-}
+const opt = (name, fallback) => option(args, name, fallback)
 const sessions = Number(opt("sessions", 100000))
 const messages = Number(opt("messages", 20))
 const skipReference = args.includes("--skip-reference")
 
-const { start } = await import(path.join(root, "scripts/services.mjs"))
-let { REDIS_URL: redisUrl, DATABASE_URL: databaseUrl } = process.env
-if (!redisUrl || !databaseUrl) {
-  const s = await start({ dir: path.join(root, ".data/bench") })
-  redisUrl = s.redisUrl
-  databaseUrl = s.databaseUrl
-}
-const env = { ...process.env, REDIS_URL: redisUrl, DATABASE_URL: databaseUrl }
-
-const refDir = path.join(root, ".data/bench-ref")
-const shared = path.resolve(root, "../shared/bench")
-if (!existsSync(path.join(refDir, "node_modules"))) {
-  mkdirSync(refDir, { recursive: true })
-  cpSync(shared, refDir, { recursive: true, filter: (src) => !src.includes("node_modules") })
-  console.log("installing the reference benchmarks' dependencies in .data/bench-ref ...")
-  execFileSync("npm", ["install", "--no-audit", "--no-fund", "--silent"], { cwd: refDir, stdio: "inherit" })
-}
-const resultsDir = path.join(root, "bench-results")
-const refEnv = { ...env, BENCH_RESULTS_DIR: resultsDir }
+const { databaseUrl, env, refDir, resultsDir, refEnv } = await setUp()
 
 console.log(`loading ${sessions.toLocaleString()} sessions x ${messages} messages into Redis ...`)
 execFileSync("node", [path.join(refDir, "gen.mjs"), "--sessions", String(sessions), "--messages", String(messages), "--flush"], {

@@ -27,18 +27,14 @@
 //    bench_messages table unless --keep.
 // A script that prints figures, not a test: the machine is shared, so read ratios, not absolute times.
 import { execFileSync, spawn } from "node:child_process"
-import { cpSync, existsSync, mkdirSync, readFileSync, rmSync } from "node:fs"
+import { existsSync, readFileSync, rmSync } from "node:fs"
 import { createRequire } from "node:module"
 import os from "node:os"
 import path from "node:path"
-import { fileURLToPath } from "node:url"
+import { option, root, setUp } from "./setup.mjs"
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
 const args = process.argv.slice(2)
-const opt = (name, fallback) => {
-  const i = args.indexOf(`--${name}`)
-  return i >= 0 ? args[i + 1] : fallback
-}
+const opt = (name, fallback) => option(args, name, fallback)
 const sessions = Number(opt("sessions", 100000))
 const messages = Number(opt("messages", 20))
 const schema = opt("schema", "bench_rebuild")
@@ -52,25 +48,7 @@ const keep = args.includes("--keep")
 const reuseLedger = args.includes("--reuse-ledger")
 if (!/^[a-z_][a-z0-9_]{0,40}$/.test(schema)) throw new Error(`--schema must be a plain lower-case name, got ${schema}`)
 
-const { start } = await import(path.join(root, "scripts/services.mjs"))
-let { REDIS_URL: redisUrl, DATABASE_URL: databaseUrl } = process.env
-if (!redisUrl || !databaseUrl) {
-  const s = await start({ dir: path.join(root, ".data/bench") })
-  redisUrl = s.redisUrl
-  databaseUrl = s.databaseUrl
-}
-const env = { ...process.env, REDIS_URL: redisUrl, DATABASE_URL: databaseUrl }
-
-const refDir = path.join(root, ".data/bench-ref")
-const shared = path.resolve(root, "../shared/bench")
-if (!existsSync(path.join(refDir, "node_modules"))) {
-  mkdirSync(refDir, { recursive: true })
-  cpSync(shared, refDir, { recursive: true, filter: (src) => !src.includes("node_modules") })
-  console.log("installing the reference benchmarks' dependencies in .data/bench-ref ...")
-  execFileSync("npm", ["install", "--no-audit", "--no-fund", "--silent"], { cwd: refDir, stdio: "inherit" })
-}
-const resultsDir = path.join(root, "bench-results")
-const refEnv = { ...env, BENCH_RESULTS_DIR: resultsDir }
+const { databaseUrl, env, refDir, resultsDir, refEnv } = await setUp()
 // node-postgres from the reference's install: for the bench's own queries and the pg_stat_activity sampler.
 const pg = createRequire(path.join(refDir, "package.json"))("pg")
 const db = new pg.Client({ connectionString: databaseUrl })
