@@ -14,6 +14,27 @@ import * as TcpProxy from "../support/TcpProxy.js"
 
 const bin = fileURLToPath(new URL("../../bin/redis-pg-sync.mjs", import.meta.url))
 
+/** `redis-pg-sync start` as a child process, its stdout and stderr gathered into `log()`. */
+const startDaemon = (env: Record<string, string>) => {
+  const child = spawn(process.execPath, [bin, "start"], {
+    env: { ...process.env, LOG_FORMAT: "json", HTTP_PORT: "0", ...env },
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+  let log = ""
+  child.stderr.on("data", (d) => (log += d))
+  child.stdout.on("data", (d) => (log += d))
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
+  /** Resolves once `text` is in the log; fails after 30 s, showing the log. */
+  const logged = async (text: string) => {
+    const deadline = Date.now() + 30_000
+    while (!log.includes(text)) {
+      if (Date.now() > deadline) throw new Error(`no "${text}" in the daemon's log:\n${log}`)
+      await new Promise((r) => setTimeout(r, 100))
+    }
+  }
+  return { child, exited, logged, log: () => log }
+}
+
 const runDaemon = async (signal: "SIGTERM" | "SIGINT") => {
   const suffix = randomBytes(4).toString("hex")
   const schema = `t_start_${suffix}`
@@ -23,34 +44,20 @@ const runDaemon = async (signal: "SIGTERM" | "SIGINT") => {
   await db.connect()
   try {
     await redis.set(`${prefix}s1`, JSON.stringify({ topic: "process", messages: [{ content: "hi", sender_id: 1, timestamp: "2025-06-01T10:00:00Z" }] }))
-    const child = spawn(process.execPath, [bin, "start"], {
-      env: {
-        ...process.env,
-        REDIS_URL: inject("redisUrl"),
-        DATABASE_URL: inject("databaseUrl"),
-        PG_SCHEMA: schema,
-        SYNC_KEY_PREFIX: prefix,
-        SYNC_CHANNEL_PREFIX: `${prefix}updated:`,
-        SYNC_SHUTDOWN_TIMEOUT: "5 seconds",
-        LOG_FORMAT: "json",
-        HTTP_PORT: "0"
-      },
-      stdio: ["ignore", "pipe", "pipe"]
+    const daemon = startDaemon({
+      REDIS_URL: inject("redisUrl"),
+      DATABASE_URL: inject("databaseUrl"),
+      PG_SCHEMA: schema,
+      SYNC_KEY_PREFIX: prefix,
+      SYNC_CHANNEL_PREFIX: `${prefix}updated:`,
+      SYNC_SHUTDOWN_TIMEOUT: "5 seconds"
     })
-    let log = ""
-    child.stderr.on("data", (d) => (log += d))
-    child.stdout.on("data", (d) => (log += d))
-    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
-    const deadline = Date.now() + 30_000
-    while (!log.includes("Initial sync completed")) {
-      if (Date.now() > deadline) throw new Error(`the daemon did not finish its start-up sync:\n${log}`)
-      await new Promise((r) => setTimeout(r, 100))
-    }
+    await daemon.logged("Initial sync completed")
     const { rows } = await db.query(`SELECT count(*)::int AS n FROM ${schema}.messages`)
     const stoppedAt = Date.now()
-    child.kill(signal)
-    const code = await exited
-    return { code, messages: rows[0].n as number, stopMs: Date.now() - stoppedAt, log }
+    daemon.child.kill(signal)
+    const code = await daemon.exited
+    return { code, messages: rows[0].n as number, stopMs: Date.now() - stoppedAt, log: daemon.log() }
   } finally {
     await db.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`)
     await db.end()
@@ -88,40 +95,22 @@ describe("redis-pg-sync start, with PostgreSQL not up yet", () => {
       yield* Effect.promise(() =>
         redis.set(`${prefix}s1`, JSON.stringify({ topic: "late", messages: [{ content: "hi", sender_id: 1, timestamp: "2025-06-01T10:00:00Z" }] }))
       )
-      const child = spawn(process.execPath, [bin, "start"], {
-        env: {
-          ...process.env,
-          REDIS_URL: inject("redisUrl"),
-          DATABASE_URL: viaProxy.toString(),
-          PG_SCHEMA: schema,
-          SYNC_KEY_PREFIX: prefix,
-          SYNC_CHANNEL_PREFIX: `${prefix}updated:`,
-          SYNC_RETRY_MAX_DELAY: "1 second",
-          LOG_FORMAT: "json",
-          HTTP_PORT: "0"
-        },
-        stdio: ["ignore", "pipe", "pipe"]
+      const daemon = startDaemon({
+        REDIS_URL: inject("redisUrl"),
+        DATABASE_URL: viaProxy.toString(),
+        PG_SCHEMA: schema,
+        SYNC_KEY_PREFIX: prefix,
+        SYNC_CHANNEL_PREFIX: `${prefix}updated:`,
+        SYNC_RETRY_MAX_DELAY: "1 second"
       })
-      let log = ""
-      child.stderr.on("data", (d) => (log += d))
-      child.stdout.on("data", (d) => (log += d))
-      const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
-      const waitFor = (text: string) =>
-        Effect.promise(async () => {
-          const deadline = Date.now() + 30_000
-          while (!log.includes(text)) {
-            if (Date.now() > deadline) throw new Error(`no "${text}" in the log:\n${log}`)
-            await new Promise((r) => setTimeout(r, 100))
-          }
-        })
-      yield* waitFor("Waiting for the servers: PostgreSQL at postgres")
-      assert.isNull(child.exitCode, "still running while PostgreSQL is away")
+      yield* Effect.promise(() => daemon.logged("Waiting for the servers: PostgreSQL at postgres"))
+      assert.isNull(daemon.child.exitCode, "still running while PostgreSQL is away")
       yield* proxy.restore
-      yield* waitFor("Initial sync completed")
+      yield* Effect.promise(() => daemon.logged("Initial sync completed"))
       const { rows } = yield* Effect.promise(() => db.query(`SELECT count(*)::int AS n FROM ${schema}.messages`))
       assert.strictEqual(rows[0].n, 1)
-      child.kill("SIGTERM")
-      assert.strictEqual(yield* Effect.promise(() => exited), 0, log)
+      daemon.child.kill("SIGTERM")
+      assert.strictEqual(yield* Effect.promise(() => daemon.exited), 0, daemon.log())
     }))).finally(async () => {
       await db.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`)
       await db.end()
