@@ -15,6 +15,9 @@ import * as LivePipeline from "./LivePipeline.js"
 import { observe } from "./Observe.js"
 import { writeBatch } from "./Writer.js"
 
+/** Sessions read from Redis at a time by a live batch (see `flush`). */
+const READ_SLICE = 100
+
 export interface DaemonOptions {
   readonly keyPrefix: string
   readonly channelPrefix: string
@@ -65,17 +68,8 @@ export const make = (options: DaemonOptions) =>
     const received = { keyspace: 0, channel: 0 }
     const startupSyncDone = yield* Ref.make(false)
 
-    const flush = (batch: ReadonlyArray<LivePipeline.DirtyEntry>) =>
+    const write = (observations: ReadonlyArray<Observation>, sources: ReadonlyMap<string, Source>) =>
       Effect.gen(function*() {
-        const raws = yield* redis.read(batch.map((e) => e.sessionId))
-        const observations = raws.map((raw, i): Observation => {
-          const entry = batch[i]!
-          const o = observe(raw)
-          if (o !== null) return o
-          return { _tag: "Gone", sessionId: raw.sessionId, kind: entry.hint === "changed" ? DEFAULT_GONE : entry.hint }
-        })
-        const sources = new Map(batch.map((e) => [e.sessionId, heardFrom.get(e.sessionId) ?? "reconcile"] as const))
-        for (const e of batch) heardFrom.delete(e.sessionId)
         const result = yield* writeBatch(observations, (id) => sources.get(id) ?? "reconcile", { retry: Schedule.stop })
         if (result.events > 0) {
           const changed = Array.from(new Set(result.committed.map((e) => e.sessionId)))
@@ -85,6 +79,33 @@ export const make = (options: DaemonOptions) =>
               ` (${result.events} events, ${result.messagesInserted} messages, ledger seq ${result.lastSeq})`
           )
         }
+      })
+
+    // A live batch is read in slices and written every SYNC_BATCH_BYTES of values, as a full sync is: however
+    // large its sessions, the values of about that many bytes are in memory at once (a failed write makes the
+    // pipeline retry the whole batch; what was written already is then found unchanged).
+    const flush = (batch: ReadonlyArray<LivePipeline.DirtyEntry>) =>
+      Effect.gen(function*() {
+        const sources = new Map(batch.map((e) => [e.sessionId, heardFrom.get(e.sessionId) ?? "reconcile"] as const))
+        for (const e of batch) heardFrom.delete(e.sessionId)
+        let pending: Array<Observation> = []
+        let bytes = 0
+        for (let i = 0; i < batch.length; i += READ_SLICE) {
+          const slice = batch.slice(i, i + READ_SLICE)
+          const raws = yield* redis.read(slice.map((e) => e.sessionId))
+          raws.forEach((raw, j) => {
+            const o = observe(raw)
+            const entry = slice[j]!
+            pending.push(o ?? { _tag: "Gone", sessionId: raw.sessionId, kind: entry.hint === "changed" ? DEFAULT_GONE : entry.hint })
+            bytes += raw.value?.length ?? 0
+          })
+          if (bytes >= options.fullSync.batchBytes) {
+            yield* write(pending, sources)
+            pending = []
+            bytes = 0
+          }
+        }
+        if (pending.length > 0) yield* write(pending, sources)
       }).pipe(Effect.provideService(SessionStore, store))
 
     const reconcile = Effect.gen(function*() {

@@ -61,6 +61,34 @@ describe("the live daemon on real Redis and PostgreSQL", () => {
         assert.deepStrictEqual(Array.from(new Set(events.map((e) => e.source))), ["channel"])
       })))
 
+    it.effect("a live batch is written every SYNC_BATCH_BYTES of values, so large sessions never pile up in memory", () =>
+      Effect.scoped(Effect.gen(function*() {
+        const { prefix } = yield* TestEnvTag
+        const sql = yield* SqlClient.SqlClient
+        const base = yield* daemonOptions({ name: "bytes" })
+        const daemon = yield* Daemon.make({
+          ...base,
+          keyspaceNotifications: false,
+          fullSync: { ...base.fullSync, batchBytes: 1 },
+          pipeline: { ...base.pipeline, batchSize: 500, batchWindow: "300 millis" }
+        })
+        yield* eventually(daemon.status, (s) => s.startupSyncDone)
+        const ids = Array.from({ length: 250 }, (_, i) => `bytes-${i}`)
+        yield* RedisClient.use("SET+PUBLISH", async (c) => {
+          const p = c.pipeline()
+          for (const id of ids) p.set(prefix + id, JSON.stringify({ topic: "big", messages: [msg(id, 1, "2025-06-01T10:00:00Z")] }))
+          for (const id of ids) p.publish(`${prefix}updated:${id}`, id)
+          await p.exec()
+        })
+        const perTransaction = sql<{ n: number }>`
+          SELECT count(DISTINCT session_id)::int AS n FROM sync_log WHERE session_id LIKE 'bytes-%' GROUP BY tx_id`
+        yield* eventually(perTransaction, (rows) => rows.reduce((a, r) => a + r.n, 0) === 250)
+        const counts = yield* perTransaction
+        // Read 100 at a time (READ_SLICE) and written as soon as a byte is read: no transaction holds more.
+        assert.isAtMost(Math.max(...counts.map((r) => r.n)), 100)
+        assert.isAtLeast(counts.length, 3)
+      })))
+
     it.effect("with notifications and channel both off, the reconcile scan syncs and finds departures", () =>
       Effect.scoped(Effect.gen(function*() {
         const { prefix } = yield* TestEnvTag
