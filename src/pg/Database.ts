@@ -71,7 +71,10 @@ export const layer = (options: DatabaseOptions) =>
           try: async () => {
             const client = await pool.connect()
             try {
-              await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(options.schema)}`)
+              await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(options.schema)}`).catch((e) => {
+                // Two processes creating it at once: the loser sees a unique violation instead of "exists".
+                if (!["23505", "42P06"].includes((e as { code?: string }).code ?? "")) throw e
+              })
             } finally {
               client.release()
             }
@@ -85,11 +88,25 @@ export const layer = (options: DatabaseOptions) =>
     )
   })
 
-/** Applies every migration not applied yet; returns what it applied. Safe to run from several processes. */
+/** Advisory lock class of migrations (two-int form, per schema): one process migrates a schema at a time. */
+const MIGRATION_LOCK_CLASS = 0x72706d67
+
+/**
+ * Applies every migration not applied yet; returns what it applied. Safe to run from several processes at once
+ * (replicas starting together): they take turns on an advisory lock, and the later ones find nothing to do.
+ */
 export const migrate = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const conn = yield* sql.reserve
+  const lock = "hashtext(current_schema())"
+  yield* conn.execute(`SELECT pg_advisory_lock($1, ${lock})`, [MIGRATION_LOCK_CLASS], undefined)
+  yield* Effect.addFinalizer(() =>
+    conn.execute(`SELECT pg_advisory_unlock($1, ${lock})`, [MIGRATION_LOCK_CLASS], undefined).pipe(Effect.ignore)
+  )
   const run = Migrator.make({})
   return yield* run({ loader: Migrator.fromRecord(migrations), table: MIGRATIONS_TABLE })
 }).pipe(
+  Effect.scoped,
   Effect.mapError((e) =>
     e._tag === "MigrationError"
       ? new PgError({ reason: "other", message: `migration failed: ${e.message}`, cause: e })

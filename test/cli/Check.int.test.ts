@@ -66,4 +66,22 @@ describe("redis-pg-sync check, as a process", () => {
       await db.end()
     }
   }, 90_000)
+
+  it("four processes migrating one fresh schema at once (replicas starting together) all succeed", async () => {
+    const schema = `t_migrate_race_${randomBytes(4).toString("hex")}`
+    const db = new pg.Client({ connectionString: inject("databaseUrl") })
+    await db.connect()
+    try {
+      const env = { ...process.env, REDIS_URL: inject("redisUrl"), DATABASE_URL: inject("databaseUrl"), PG_SCHEMA: schema }
+      const codes = await Promise.all(Array.from({ length: 4 }, () =>
+        new Promise<number | null>((resolve) =>
+          spawn(process.execPath, [bin, "migrate"], { env, stdio: "ignore" }).on("exit", resolve))))
+      assert.deepStrictEqual(codes, [0, 0, 0, 0])
+      const { rows } = await db.query(`SELECT count(*)::int AS n FROM ${schema}.sync_migrations`)
+      assert.strictEqual(rows[0].n, 2)
+    } finally {
+      await db.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`)
+      await db.end()
+    }
+  }, 90_000)
 })
