@@ -241,9 +241,7 @@ const rebuild = Command.make("rebuild", { untilSeq, untilTime, into, diff, keepP
     if (time !== undefined && Number.isNaN(Date.parse(time))) {
       return yield* Effect.fail(new Error(`--until-time must be an ISO-8601 time such as 2026-11-26T12:00:00Z, got ${JSON.stringify(time)}`))
     }
-    const progress = yield* Ref.make<Rebuild.RebuildProgress>({
-      phase: "replaying", target: target ?? "", eventsReplayed: 0, eventsTotal: 0, messagesInserted: 0, startedAt: Date.now()
-    })
+    const progress = yield* Ref.make(Rebuild.startProgress(target ?? ""))
     const result = yield* withProgress(
       progress,
       Rebuild.rebuild({ into: target, untilSeq: seq, untilTime: time, diff: args.diff, keepPrevious: args.keepPrevious }, progress),
@@ -272,10 +270,8 @@ const rebuild = Command.make("rebuild", { untilSeq, untilTime, into, diff, keepP
 
 const verify = Command.make("verify", { json }, ({ json }) =>
   Effect.gen(function*() {
-    const progress = yield* Ref.make<Rebuild.RebuildProgress>({
-      phase: "replaying", target: "", eventsReplayed: 0, eventsTotal: 0, messagesInserted: 0, startedAt: Date.now()
-    })
-    const result = yield* withProgress(progress, Rebuild.verify({ onProgress: (p) => Ref.set(progress, p) }), Rebuild.describeProgress)
+    const progress = yield* Ref.make(Rebuild.startProgress(""))
+    const result = yield* withProgress(progress, Rebuild.verify({}, progress), Rebuild.describeProgress)
     if (json) yield* Console.log(JSON.stringify(result))
     else if (result.same) {
       yield* Console.log(

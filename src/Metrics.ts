@@ -23,35 +23,30 @@ import type { DaemonStatus } from "./sync/Daemon.js"
 
 export const PREFIX = "redis_pg_sync_"
 
+const gauge = (name: string, description: string) => Metric.gauge(name, { description })
+/** A monotonic counter (exposed with type counter). */
+const counter = (name: string, description: string) => Metric.counter(name, { description, incremental: true })
+
+/** The counters the status endpoint sums (`totalOf`), by their full names. */
 export const NAMES = {
-  ledgerEvents: `${PREFIX}ledger_events_total`,
   sessionsSynced: `${PREFIX}sessions_synced_total`,
   messagesInserted: `${PREFIX}messages_inserted_total`,
   rejections: `${PREFIX}rejections_total`,
   failures: `${PREFIX}failures_total`
 } as const
 
-export const ledgerEvents = Metric.counter(NAMES.ledgerEvents, {
-  description: "Events appended to sync_log, by event type and source",
-  incremental: true
-})
-export const sessionsSynced = Metric.counter(NAMES.sessionsSynced, {
-  description: "Sessions written to PostgreSQL (at least one event other than a rejection), by source",
-  incremental: true
-})
-export const messagesInserted = Metric.counter(NAMES.messagesInserted, {
-  description: "Message rows inserted into the projection, by source",
-  incremental: true
-})
-export const rejections = Metric.counter(NAMES.rejections, {
-  description: "snapshot_rejected events (values that cannot be a session), by source",
-  incremental: true
-})
-export const failures = Metric.counter(NAMES.failures, {
-  description: "Failed Redis or PostgreSQL operations (each attempt; connection errors are retried), by kind: " +
-    "postgres_connection, postgres_data, postgres_other, redis_connection, redis_command",
-  incremental: true
-})
+export const ledgerEvents = counter(`${PREFIX}ledger_events_total`, "Events appended to sync_log, by event type and source")
+export const sessionsSynced = counter(
+  NAMES.sessionsSynced,
+  "Sessions written to PostgreSQL (at least one event other than a rejection), by source"
+)
+export const messagesInserted = counter(NAMES.messagesInserted, "Message rows inserted into the projection, by source")
+export const rejections = counter(NAMES.rejections, "snapshot_rejected events (values that cannot be a session), by source")
+export const failures = counter(
+  NAMES.failures,
+  "Failed Redis or PostgreSQL operations (each attempt; connection errors are retried), by kind: " +
+    "postgres_connection, postgres_data, postgres_other, redis_connection, redis_command"
+)
 export const batchSessions = Metric.histogram(
   `${PREFIX}batch_sessions`,
   MetricBoundaries.fromIterable([1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000]),
@@ -197,20 +192,17 @@ export const instrument = Layer.merge(instrumentStore, instrumentSource)
 // ---------------------------------------------------------------------------------------------------------------
 // Figures known only to the daemon, copied into metrics at scrape time
 
-const gauge = (name: string, description: string) => Metric.gauge(PREFIX + name, { description })
-const counter = (name: string, description: string) => Metric.counter(PREFIX + name, { description, incremental: true })
-
-export const eventsReceived = counter("events_received_total", "Change signals received by the daemon, by source")
-export const batchesFlushed = counter("batches_flushed_total", "Live batches written")
-export const batchesDropped = counter("batches_dropped_total", "Live batches given up on a non-connection error")
-export const overflows = counter("overflows_total", "Times the dirty-key set overflowed (a reconcile scan follows)")
-export const reconciles = counter("reconciles_total", "Reconcile scans completed")
-export const pendingKeys = gauge("pending_keys", "Sessions marked dirty, not yet written")
-export const inFlightBatches = gauge("in_flight_batches", "Live batches being written")
-export const currentLag = gauge("current_lag_seconds", "0 when nothing is pending; else time since the pipeline was last caught up")
-export const paused = gauge("paused", "1 while sync is paused")
-export const up = gauge("up", "1 when the component is reachable, by component")
-export const ledgerSeq = gauge("ledger_seq", "Last seq in sync_log (the last value read while PostgreSQL is unreachable)")
+export const eventsReceived = counter(`${PREFIX}events_received_total`, "Change signals received by the daemon, by source")
+export const batchesFlushed = counter(`${PREFIX}batches_flushed_total`, "Live batches written")
+export const batchesDropped = counter(`${PREFIX}batches_dropped_total`, "Live batches given up on a non-connection error")
+export const overflows = counter(`${PREFIX}overflows_total`, "Times the dirty-key set overflowed (a reconcile scan follows)")
+export const reconciles = counter(`${PREFIX}reconciles_total`, "Reconcile scans completed")
+export const pendingKeys = gauge(`${PREFIX}pending_keys`, "Sessions marked dirty, not yet written")
+export const inFlightBatches = gauge(`${PREFIX}in_flight_batches`, "Live batches being written")
+export const currentLag = gauge(`${PREFIX}current_lag_seconds`, "0 when nothing is pending; else time since the pipeline was last caught up")
+export const paused = gauge(`${PREFIX}paused`, "1 while sync is paused")
+export const up = gauge(`${PREFIX}up`, "1 when the component is reachable, by component")
+export const ledgerSeq = gauge(`${PREFIX}ledger_seq`, "Last seq in sync_log (the last value read while PostgreSQL is unreachable)")
 
 /** What the daemon knows at scrape time. */
 export interface DaemonFigures {

@@ -236,9 +236,7 @@ export const make = (options: OperationsOptions) =>
     })
     const rebuild = Effect.gen(function*() {
       const run: RebuildRun = {
-        progress: yield* Ref.make<Rebuild.RebuildProgress>({
-          phase: "replaying", target: "", eventsReplayed: 0, eventsTotal: 0, messagesInserted: 0, startedAt: Date.now()
-        }),
+        progress: yield* Ref.make(Rebuild.startProgress("")),
         finishedAt: null,
         error: null,
         result: null

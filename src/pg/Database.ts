@@ -36,7 +36,16 @@ export const projectionMigrations = [m0002] as const
 
 export const MIGRATIONS_TABLE = "sync_migrations"
 
-const quoteIdent = (name: string) => `"${name.replace(/"/g, "\"\"")}"`
+/** PostgreSQL cuts identifiers to this many bytes, quoted ones too, without a word. */
+export const MAX_IDENTIFIER_BYTES = 63
+
+/** A quoted identifier. Refuses a name PostgreSQL would cut: the cut name could be another object's. */
+export const quoteIdent = (name: string) => {
+  if (Buffer.byteLength(name) > MAX_IDENTIFIER_BYTES) {
+    throw new Error(`identifier longer than ${MAX_IDENTIFIER_BYTES} bytes: ${name}`)
+  }
+  return `"${name.replace(/"/g, "\"\"")}"`
+}
 
 /** `postgres://user:***@host:port/db`: a URL that can be logged. */
 export const describeUrl = (url: Redacted.Redacted<string>): string => {

@@ -15,7 +15,7 @@ import { createHash } from "node:crypto"
 import { Effect } from "effect"
 import type { CommittedEvent } from "../core/Events.js"
 import { project } from "../core/Project.js"
-import { projectionMigrations } from "./Database.js"
+import { MAX_IDENTIFIER_BYTES, projectionMigrations, quoteIdent } from "./Database.js"
 import { classify, type PgError, transaction } from "./PgError.js"
 import { applyChanges } from "./Projection.js"
 
@@ -32,16 +32,7 @@ export const PROJECTION_TABLES = [
 
 export type ProjectionTable = (typeof PROJECTION_TABLES)[number]["name"]
 
-/** PostgreSQL cuts identifiers to this many bytes, quoted ones too, without a word. */
-const MAX_IDENTIFIER_BYTES = 63
-
-/** A quoted identifier. Refuses a name PostgreSQL would cut: the cut name could be another object's. */
-export const quoteIdent = (name: string) => {
-  if (Buffer.byteLength(name) > MAX_IDENTIFIER_BYTES) {
-    throw new Error(`identifier longer than ${MAX_IDENTIFIER_BYTES} bytes: ${name}`)
-  }
-  return `"${name.replace(/"/g, "\"\"")}"`
-}
+export { quoteIdent }
 
 /**
  * `{base}_{suffix}`, within PostgreSQL's 63 bytes: when too long, `base` is shortened and followed by a hash of

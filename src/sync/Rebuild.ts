@@ -32,6 +32,16 @@ export interface RebuildProgress {
   readonly startedAt: number
 }
 
+/** Progress at the start of a rebuild or verify of `target`. */
+export const startProgress = (target: string, startedAt = Date.now()): RebuildProgress => ({
+  phase: "replaying",
+  target,
+  eventsReplayed: 0,
+  eventsTotal: 0,
+  messagesInserted: 0,
+  startedAt
+})
+
 export interface RebuildOptions {
   /** Build into this schema for inspection and stop there (no swap); it must not exist. */
   readonly into?: string | undefined
@@ -292,7 +302,7 @@ export const rebuild = (options: RebuildOptions, progress?: Ref.Ref<RebuildProgr
     }
     const target = options.into ?? Replay.derivedName(ledger, "rebuild")
     if (target === ledger) return yield* new RebuildError({ message: `--into must name another schema than ${ledger}, the live one` })
-    const initial: RebuildProgress = { phase: "replaying", target, eventsReplayed: 0, eventsTotal: 0, messagesInserted: 0, startedAt: started }
+    const initial = startProgress(target, started)
     const state = progress ?? (yield* Ref.make(initial))
     yield* Ref.set(state, initial)
 
@@ -430,20 +440,18 @@ class Rollback extends Data.TaggedError("Rollback")<{ readonly result: VerifyRes
  * schema lives and dies in one transaction. A long verify holds back vacuum and the gap-safe ledger readers
  * (`GET /api/v1/sync/log`) for its duration, as any long transaction does.
  */
-export const verify = (options: Pick<RebuildOptions, "pageEvents" | "pageMessages" | "onProgress"> = {}) =>
+export const verify = (
+  options: Pick<RebuildOptions, "pageEvents" | "pageMessages" | "onProgress"> = {},
+  progress?: Ref.Ref<RebuildProgress>
+) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const started = Date.now()
     const ledger = yield* Replay.ledgerSchema
     const scratch = Replay.derivedName(ledger, `verify_${process.pid}_${started.toString(36)}`)
-    const state = yield* Ref.make<RebuildProgress>({
-      phase: "replaying",
-      target: scratch,
-      eventsReplayed: 0,
-      eventsTotal: 0,
-      messagesInserted: 0,
-      startedAt: started
-    })
+    const initial = startProgress(scratch, started)
+    const state = progress ?? (yield* Ref.make(initial))
+    yield* Ref.set(state, initial)
     return yield* sql.withTransaction(Effect.gen(function*() {
       yield* sql`SET TRANSACTION ISOLATION LEVEL REPEATABLE READ`
       const total = yield* Replay.countEvents(0, {})
