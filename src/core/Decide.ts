@@ -3,7 +3,7 @@
  * Pure and total; the caller loads the state under the session's lock and appends the events it returns.
  */
 import { Either } from "effect"
-import { createHash } from "node:crypto"
+import { hash as digest } from "node:crypto"
 import {
   type AppendedMessage,
   goneEventType,
@@ -70,7 +70,7 @@ const metaPayload = (snapshot: Snapshot): SessionUpsertedPayload => {
     updated_at: meta.updatedAt?.iso ?? null,
     extra: meta.extra
   }
-  const meta_hash = createHash("sha256").update(JSON.stringify(fields)).digest("hex").slice(0, 32)
+  const meta_hash = digest("sha256", JSON.stringify(fields), "hex").slice(0, 32)
   return snapshot.warnings.length > 0
     ? { v: 1, ...fields, meta_hash, warnings: snapshot.warnings }
     : { v: 1, ...fields, meta_hash }

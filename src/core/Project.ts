@@ -55,6 +55,8 @@ export interface AppendedMessages {
   readonly senders: Readonly<Record<string, string>>
   /** How many messages the events hold. */
   readonly count: number
+  /** How many of them each session's events hold. */
+  readonly bySession: ReadonlyMap<string, number>
 }
 
 export interface TouchRow {
@@ -139,7 +141,9 @@ export const project = (events: ReadonlyArray<CommittedEvent>): RowChanges => {
   const groups = new Set<string>()
   const participants = new Map<string, readonly [string, string]>()
   const appendedSeqs: Array<number> = []
-  const senders: Record<string, string> = {}
+  // A Map, not an object literal: a sender named "__proto__" would not be kept as a key of one.
+  const senders = new Map<string, string>()
+  const bySession = new Map<string, number>()
   let appendedCount = 0
   const folds = new Map<string, Fold>()
   let maxSeq = 0
@@ -199,9 +203,10 @@ export const project = (events: ReadonlyArray<CommittedEvent>): RowChanges => {
         if (group_id !== null) groups.add(group_id)
         appendedSeqs.push(event.seq)
         appendedCount += appended.length
+        bySession.set(sid, (bySession.get(sid) ?? 0) + appended.length)
         for (const m of appended) {
           const userId = addUser(m.sender, group_id)
-          if (m.sender !== null && userId !== null) senders[m.sender] = userId
+          if (m.sender !== null && userId !== null) senders.set(m.sender, userId)
         }
         fold.touch = { redisSessionId: sid, seq: event.seq, recordedAt: event.recordedAt, snapshotHash: event.snapshotHash }
         fold.acceptedSeq = event.seq
@@ -266,7 +271,7 @@ export const project = (events: ReadonlyArray<CommittedEvent>): RowChanges => {
     participants: Array.from(participants.values()),
     sessionUpserts,
     stamps,
-    appended: { seqs: appendedSeqs, senders, count: appendedCount },
+    appended: { seqs: appendedSeqs, senders: Object.fromEntries(senders), count: appendedCount, bySession },
     touches,
     rejections,
     accepted,

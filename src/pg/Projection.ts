@@ -3,51 +3,82 @@
  * table, whatever the number of rows. Session-level rows travel as ONE JSON parameter each (`json_to_recordset`);
  * messages, the bulk of the data, are not sent again at all: PostgreSQL expands them from the ledger rows of
  * the same transaction (`jsonb_array_elements` over `sync_log.payload`), so replaying the ledger projects them
- * with the very same statement. Runs inside the caller's transaction; idempotent (see `core/Project.ts`).
+ * with the very same statement. Runs inside the caller's transaction. Idempotent (see `core/Project.ts`), except in
+ * `exact` mode, which the live writer uses and where a message applied twice fails instead.
  */
 import type { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
-import type { RowChanges } from "../core/Project.js"
+import type { AppendedMessages, RowChanges, TouchRow } from "../core/Project.js"
 import { DEFAULT_GROUP_NAME } from "../core/Project.js"
 import { MESSAGES_PER_EVENT } from "../core/Events.js"
 
 const rows = (value: ReadonlyArray<object>): string => JSON.stringify(value)
 
+export interface ApplyOptions {
+  /**
+   * The caller knows that no message of the changes is in the projection yet: the live writer, which decided
+   * the events under the sessions' locks against the keys the projection holds. Messages are then inserted
+   * without `ON CONFLICT` (whose speculative insertion cost a third of the insert), a duplicate fails with a
+   * unique violation (`23505` on `messages_session_id_message_key_key`) instead of being skipped, and each
+   * session row is written once, its message count taken from the events. A replay, which may meet a ledger
+   * that appended a message twice, leaves this off.
+   */
+  readonly exact: boolean
+}
+
+/** The unique constraint a message inserted twice violates. */
+export const MESSAGE_KEY_CONSTRAINT = "messages_session_id_message_key_key"
+
 /** Applies the changes; returns how many message rows were inserted. */
-export const applyChanges = (sql: SqlClient.SqlClient, changes: RowChanges) =>
+export const applyChanges = (sql: SqlClient.SqlClient, changes: RowChanges, options: ApplyOptions = { exact: false }) =>
   Effect.gen(function*() {
     const { users, groups, participants, sessionUpserts, stamps, appended, touches, rejections, accepted } = changes
+    const { exact } = options
+    // Exact: a session upserted here is written with its touch folded in (one row version instead of two), and
+    // only the other touched sessions are left for the touch.
+    const touchOf = new Map(exact ? touches.map((t) => [t.redisSessionId, t]) : [])
     if (sessionUpserts.length > 0) {
-      const json = rows(sessionUpserts.map((r) => ({
-        id: r.id,
-        rsid: r.redisSessionId,
-        topic: r.meta.topic,
-        group_id: r.meta.group_id,
-        created_by: r.createdByUserId,
-        started_at: r.meta.created_at,
-        updated_at: r.meta.updated_at,
-        extra: r.meta.extra,
-        meta_hash: r.meta.meta_hash,
-        at: r.recordedAt,
-        first_seen: r.firstSeenAt,
-        expired_at: r.stamps.expiredAt,
-        deleted_at: r.stamps.deletedAt,
-        evicted_at: r.stamps.evictedAt,
-        seq: r.seq
-      })))
+      const json = rows(sessionUpserts.map((r) => {
+        // Exact: the row is written as the batch leaves it. Otherwise as of its upsert (the touch follows).
+        const t = touchOf.get(r.redisSessionId)
+        touchOf.delete(r.redisSessionId)
+        return {
+          id: r.id,
+          rsid: r.redisSessionId,
+          topic: r.meta.topic,
+          group_id: r.meta.group_id,
+          created_by: r.createdByUserId,
+          started_at: r.meta.created_at,
+          updated_at: r.meta.updated_at,
+          extra: r.meta.extra,
+          meta_hash: r.meta.meta_hash,
+          first_seen: r.firstSeenAt,
+          expired_at: r.stamps.expiredAt,
+          deleted_at: r.stamps.deletedAt,
+          evicted_at: r.stamps.evictedAt,
+          n: t === undefined ? 0 : appended.bySession.get(r.redisSessionId) ?? 0,
+          hash: t?.snapshotHash ?? null,
+          at: t?.recordedAt ?? r.recordedAt,
+          seq: t?.seq ?? r.seq
+        }
+      }))
       yield* sql`
         INSERT INTO sessions (id, redis_session_id, topic, group_id, created_by_user_id, started_at, updated_at,
-                              extra, meta_hash, first_seen_at, synced_at, expired_at, deleted_at, evicted_at, last_seq)
+                              extra, meta_hash, first_seen_at, synced_at, expired_at, deleted_at, evicted_at,
+                              message_count, snapshot_hash, last_seq)
         SELECT id, rsid, topic, group_id, created_by, started_at, updated_at, extra, meta_hash, first_seen, at,
-               expired_at, deleted_at, evicted_at, seq
+               expired_at, deleted_at, evicted_at, n, hash, seq
         FROM json_to_recordset(${json}::json) AS r(id bigint, rsid text, topic text, group_id bigint,
           created_by bigint, started_at timestamptz, updated_at timestamptz, extra jsonb, meta_hash text,
-          at timestamptz, first_seen timestamptz, expired_at timestamptz, deleted_at timestamptz, evicted_at timestamptz, seq bigint)
+          first_seen timestamptz, expired_at timestamptz, deleted_at timestamptz, evicted_at timestamptz,
+          n int, hash text, at timestamptz, seq bigint)
         ON CONFLICT (redis_session_id) DO UPDATE SET
           topic = EXCLUDED.topic, group_id = EXCLUDED.group_id, created_by_user_id = EXCLUDED.created_by_user_id,
           started_at = EXCLUDED.started_at, updated_at = EXCLUDED.updated_at, extra = EXCLUDED.extra,
           meta_hash = EXCLUDED.meta_hash, synced_at = EXCLUDED.synced_at, expired_at = EXCLUDED.expired_at,
-          deleted_at = EXCLUDED.deleted_at, evicted_at = EXCLUDED.evicted_at, last_seq = EXCLUDED.last_seq
+          deleted_at = EXCLUDED.deleted_at, evicted_at = EXCLUDED.evicted_at,
+          message_count = sessions.message_count + EXCLUDED.message_count,
+          snapshot_hash = COALESCE(EXCLUDED.snapshot_hash, sessions.snapshot_hash), last_seq = EXCLUDED.last_seq
         WHERE sessions.last_seq < EXCLUDED.last_seq`
     }
     if (stamps.length > 0) {
@@ -67,39 +98,7 @@ export const applyChanges = (sql: SqlClient.SqlClient, changes: RowChanges) =>
           AS d(rsid text, seq bigint, expired_at timestamptz, deleted_at timestamptz, evicted_at timestamptz)
         WHERE s.redis_session_id = d.rsid AND s.last_seq < d.seq`
     }
-    // Messages, then one UPDATE per touched session: count, last seq, sync time and snapshot hash together.
-    const touched = rows(touches.map((t) => ({ rsid: t.redisSessionId, seq: t.seq, at: t.recordedAt, hash: t.snapshotHash })))
-    const insertMessages = appended.seqs.length === 0 ? sql`SELECT NULL::bigint AS session_id WHERE false` : sql`
-      INSERT INTO messages (id, session_id, message_key, ordinal, sender_user_id, content, sent_at, extra, seq)
-      SELECT l.seq * ${MESSAGES_PER_EVENT} + e.idx - 1, s.id, e.m->>'key', (e.m->>'ordinal')::int, u.id::bigint,
-             e.m->>'content', (e.m->>'sent_at')::timestamptz, NULLIF(e.m->'extra', 'null'::jsonb), l.seq
-      FROM sync_log l
-      CROSS JOIN LATERAL jsonb_array_elements(l.payload->'messages') WITH ORDINALITY AS e(m, idx)
-      JOIN sessions s ON s.redis_session_id = l.session_id
-      LEFT JOIN json_each_text(${JSON.stringify(appended.senders)}::json) AS u(external_id, id)
-        ON u.external_id = e.m->>'sender'
-      WHERE l.seq = ANY(${appended.seqs}::bigint[]) AND l.event_type = 'messages_appended'
-      ON CONFLICT (session_id, message_key) DO NOTHING
-      RETURNING session_id`
-    const result = touches.length === 0 ? [] : yield* sql<{ inserted: string }>`
-      WITH ins AS (${insertMessages}),
-      counts AS (SELECT session_id, count(*)::int AS n FROM ins GROUP BY session_id),
-      t AS (
-        SELECT s.id, d.seq, d.at, d.hash, COALESCE(c.n, 0) AS n
-        FROM json_to_recordset(${touched}::json) AS d(rsid text, seq bigint, at timestamptz, hash text)
-        JOIN sessions s ON s.redis_session_id = d.rsid
-        LEFT JOIN counts c ON c.session_id = s.id
-      ),
-      touch AS (
-        UPDATE sessions s SET
-          message_count = s.message_count + t.n,
-          last_seq = GREATEST(s.last_seq, t.seq),
-          synced_at = CASE WHEN t.seq >= s.last_seq THEN t.at ELSE s.synced_at END,
-          snapshot_hash = CASE WHEN t.seq >= s.last_seq THEN COALESCE(t.hash, s.snapshot_hash) ELSE s.snapshot_hash END
-        FROM t WHERE s.id = t.id AND (t.n > 0 OR t.seq >= s.last_seq)
-      )
-      SELECT COALESCE(sum(n), 0)::text AS inserted FROM counts`
-    const inserted = Number(result[0]?.inserted ?? 0)
+    const inserted = exact ? yield* insertExact(sql, appended, Array.from(touchOf.values())) : yield* insertDeduplicated(sql, appended, touches)
     if (rejections.length > 0) {
       const json = rows(rejections.map((r) => ({
         rsid: r.redisSessionId,
@@ -151,4 +150,79 @@ export const applyChanges = (sql: SqlClient.SqlClient, changes: RowChanges) =>
     }
     yield* sql`UPDATE projection_state SET last_seq = GREATEST(last_seq, ${changes.maxSeq})`
     return inserted
+  })
+
+/**
+ * The messages of the batch's `messages_appended` events, expanded from their ledger rows, as an INSERT the
+ * caller completes (with or without `ON CONFLICT`).
+ */
+const insertMessagesFromLedger = (sql: SqlClient.SqlClient, appended: AppendedMessages) =>
+  sql`
+    INSERT INTO messages (id, session_id, message_key, ordinal, sender_user_id, content, sent_at, extra, seq)
+    SELECT l.seq * ${MESSAGES_PER_EVENT} + e.idx - 1, s.id, e.m->>'key', (e.m->>'ordinal')::int, u.id::bigint,
+           e.m->>'content', (e.m->>'sent_at')::timestamptz, NULLIF(e.m->'extra', 'null'::jsonb), l.seq
+    FROM sync_log l
+    CROSS JOIN LATERAL jsonb_array_elements(l.payload->'messages') WITH ORDINALITY AS e(m, idx)
+    JOIN sessions s ON s.redis_session_id = l.session_id
+    LEFT JOIN json_each_text(${JSON.stringify(appended.senders)}::json) AS u(external_id, id)
+      ON u.external_id = e.m->>'sender'
+    WHERE l.seq = ANY(${appended.seqs}::bigint[]) AND l.event_type = 'messages_appended'`
+
+/**
+ * Messages that are not there yet, then one UPDATE per touched session: its count grows by the messages
+ * actually inserted, and its last seq, sync time and snapshot hash follow the batch, all in one statement.
+ */
+const insertDeduplicated = (sql: SqlClient.SqlClient, appended: AppendedMessages, touches: ReadonlyArray<TouchRow>) =>
+  Effect.gen(function*() {
+    if (touches.length === 0) return 0
+    const touched = rows(touches.map((t) => ({ rsid: t.redisSessionId, seq: t.seq, at: t.recordedAt, hash: t.snapshotHash })))
+    const insertMessages = appended.seqs.length === 0
+      ? sql`SELECT NULL::bigint AS session_id WHERE false`
+      : sql`${insertMessagesFromLedger(sql, appended)} ON CONFLICT (session_id, message_key) DO NOTHING RETURNING session_id`
+    const result = yield* sql<{ inserted: string }>`
+      WITH ins AS (${insertMessages}),
+      counts AS (SELECT session_id, count(*)::int AS n FROM ins GROUP BY session_id),
+      t AS (
+        SELECT s.id, d.seq, d.at, d.hash, COALESCE(c.n, 0) AS n
+        FROM json_to_recordset(${touched}::json) AS d(rsid text, seq bigint, at timestamptz, hash text)
+        JOIN sessions s ON s.redis_session_id = d.rsid
+        LEFT JOIN counts c ON c.session_id = s.id
+      ),
+      touch AS (
+        UPDATE sessions s SET
+          message_count = s.message_count + t.n,
+          last_seq = GREATEST(s.last_seq, t.seq),
+          synced_at = CASE WHEN t.seq >= s.last_seq THEN t.at ELSE s.synced_at END,
+          snapshot_hash = CASE WHEN t.seq >= s.last_seq THEN COALESCE(t.hash, s.snapshot_hash) ELSE s.snapshot_hash END
+        FROM t WHERE s.id = t.id AND (t.n > 0 OR t.seq >= s.last_seq)
+      )
+      SELECT COALESCE(sum(n), 0)::text AS inserted FROM counts`
+    return Number(result[0]?.inserted ?? 0)
+  })
+
+/**
+ * Exact (see `ApplyOptions`): every message is inserted (a duplicate fails the statement), then the sessions
+ * not upserted in this batch get their count (from the events), last seq, sync time and snapshot hash.
+ */
+const insertExact = (sql: SqlClient.SqlClient, appended: AppendedMessages, touches: ReadonlyArray<TouchRow>) =>
+  Effect.gen(function*() {
+    if (appended.seqs.length > 0) yield* insertMessagesFromLedger(sql, appended)
+    if (touches.length > 0) {
+      const touched = rows(touches.map((t) => ({
+        rsid: t.redisSessionId,
+        seq: t.seq,
+        at: t.recordedAt,
+        hash: t.snapshotHash,
+        n: appended.bySession.get(t.redisSessionId) ?? 0
+      })))
+      yield* sql`
+        UPDATE sessions s SET
+          message_count = s.message_count + d.n,
+          last_seq = GREATEST(s.last_seq, d.seq),
+          synced_at = CASE WHEN d.seq >= s.last_seq THEN d.at ELSE s.synced_at END,
+          snapshot_hash = CASE WHEN d.seq >= s.last_seq THEN COALESCE(d.hash, s.snapshot_hash) ELSE s.snapshot_hash END
+        FROM json_to_recordset(${touched}::json) AS d(rsid text, seq bigint, at timestamptz, hash text, n int)
+        WHERE s.redis_session_id = d.rsid AND (d.n > 0 OR d.seq >= s.last_seq)`
+    }
+    return appended.count
   })

@@ -9,7 +9,7 @@ import { decide, type Observation, type ProjectedSession, type SessionState } fr
 import type { KeyMemo } from "../core/MessageKey.js"
 import type { CommittedEvent, GoneKind, Source, SyncEvent } from "../core/Events.js"
 import { project } from "../core/Project.js"
-import { applyChanges } from "./Projection.js"
+import { applyChanges, MESSAGE_KEY_CONSTRAINT } from "./Projection.js"
 import { classify, type PgError, transaction } from "./PgError.js"
 
 /**
@@ -62,6 +62,12 @@ export class SessionStore extends Context.Tag("redis-pg-sync/pg/SessionStore")<S
     limit: number
   ) => Effect.Effect<ReadonlyArray<{ readonly id: string; readonly sessionId: string }>, PgError>
 }>() {}
+
+/** A unique violation of a message key: a message the projection held although its keys did not show it. */
+const isDuplicateMessage = (e: PgError): boolean => {
+  const cause = e.cause as { readonly code?: unknown; readonly constraint?: unknown } | undefined
+  return cause?.code === "23505" && cause.constraint === MESSAGE_KEY_CONSTRAINT
+}
 
 /** Message keys held in memory at most (about 80 bytes each). */
 const KEY_CACHE_LIMIT = 200_000
@@ -294,29 +300,39 @@ export const make = Effect.gen(function*() {
     const latest = Array.from(new Map(observations.map((o) => [o.sessionId, o])).values())
     if (latest.length === 0) return Effect.succeed(emptyBatch)
     let known = new Map<string, ReadonlySet<string>>()
-    return transaction(sql, Effect.gen(function*() {
-      yield* sql`SELECT sync_lock_sessions(${latest.map((o) => o.sessionId)}::text[])`
-      const { states, keys } = yield* loadStates(latest)
-      // Only sessions whose keys were loaded (or cached) are worth remembering: those PostgreSQL already held,
-      // with a changed snapshot. Any other session's state has an empty key set that stands for "not loaded",
-      // and remembering it would make every message of the session's next snapshot look new.
-      known = keys
-      const events = latest.flatMap((o) => decide(o, states.get(o.sessionId) ?? { session: null, rejectedHash: null }))
-      if (events.length === 0) return { ...emptyBatch, sessions: latest.length }
-      const committed = yield* append(events, sourceFn(source))
-      const messagesInserted = yield* applyChanges(sql, project(committed))
-      const changedSessions = new Set(committed.map((e) => e.sessionId))
-      return {
-        sessions: latest.length,
-        changed: changedSessions.size,
-        rejected: committed.filter((e) => e.type === "snapshot_rejected").length,
-        gone: committed.filter((e) => e.type.startsWith("session_") && e.type !== "session_upserted").length,
-        events: committed.length,
-        messagesInserted,
-        lastSeq: committed[committed.length - 1]!.seq,
-        committed
-      } satisfies BatchResult
-    })).pipe(
+    const attempt = (exact: boolean) =>
+      transaction(sql, Effect.gen(function*() {
+        yield* sql`SELECT sync_lock_sessions(${latest.map((o) => o.sessionId)}::text[])`
+        const { states, keys } = yield* loadStates(latest)
+        // Only sessions whose keys were loaded (or cached) are worth remembering: those PostgreSQL already held,
+        // with a changed snapshot. Any other session's state has an empty key set that stands for "not loaded",
+        // and remembering it would make every message of the session's next snapshot look new.
+        known = keys
+        const events = latest.flatMap((o) => decide(o, states.get(o.sessionId) ?? { session: null, rejectedHash: null }))
+        if (events.length === 0) return { ...emptyBatch, sessions: latest.length }
+        const committed = yield* append(events, sourceFn(source))
+        const messagesInserted = yield* applyChanges(sql, project(committed), { exact })
+        const changedSessions = new Set(committed.map((e) => e.sessionId))
+        return {
+          sessions: latest.length,
+          changed: changedSessions.size,
+          rejected: committed.filter((e) => e.type === "snapshot_rejected").length,
+          gone: committed.filter((e) => e.type.startsWith("session_") && e.type !== "session_upserted").length,
+          events: committed.length,
+          messagesInserted,
+          lastSeq: committed[committed.length - 1]!.seq,
+          committed
+        } satisfies BatchResult
+      }))
+    // `decide` appends only messages whose keys the projection does not hold, so the exact write is the rule.
+    // A duplicate means the projection holds a message its keys did not show (rows written behind the daemon's
+    // back): the batch is written again, skipping messages already there, as a replay would.
+    return attempt(true).pipe(
+      Effect.catchIf(isDuplicateMessage, (e) =>
+        Effect.logWarning(
+          `a message of this batch was already in the projection (${e.message}); writing the batch again, ` +
+            "skipping the messages already there"
+        ).pipe(Effect.zipRight(attempt(false)))),
       // Committed: remember each written session's keys as of its new last seq (never before the commit).
       Effect.tap((result) => Effect.sync(() => keyCache.remember(result.committed, known))),
       Effect.ensuring(Effect.sync(() => keyMemos.settle(latest.map((o) => o.sessionId)))),

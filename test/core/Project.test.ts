@@ -92,7 +92,7 @@ const empty: RowChanges = {
   participants: [],
   sessionUpserts: [],
   stamps: [],
-  appended: { seqs: [], senders: {}, count: 0 },
+  appended: { seqs: [], senders: {}, count: 0, bySession: new Map() },
   touches: [],
   rejections: [],
   accepted: [],
@@ -117,7 +117,7 @@ describe("Project.project", () => {
         stamps: noStamps
       }])
       // Messages themselves are expanded by PostgreSQL from these ledger rows (see the integration tests).
-      assert.deepStrictEqual(changes.appended, { seqs: [42], senders: { "1": "1", "2": "2" }, count: 2 })
+      assert.deepStrictEqual(changes.appended, { seqs: [42], senders: { "1": "1", "2": "2" }, count: 2, bySession: new Map([["s", 2]]) })
       assert.strictEqual(MESSAGES_PER_EVENT, 10_000)
     })
 
@@ -205,6 +205,12 @@ describe("Project.project", () => {
       ])
       assert.deepStrictEqual(changes.users, [placeholderUser("alice"), placeholderUser("2"), placeholderUser("7")])
       assert.deepStrictEqual(changes.appended.senders, { "2": "2", alice: userIdOf("alice"), "7": "7" })
+    })
+
+    it("a sender named like an Object.prototype property is kept as any other", () => {
+      const changes = project([appendedAt(2, "s", "h", [msg("a", 0, "__proto__"), msg("b", 1, "constructor")])])
+      assert.deepStrictEqual(Object.keys(changes.appended.senders), ["__proto__", "constructor"])
+      assert.strictEqual(JSON.parse(JSON.stringify(changes.appended.senders))["__proto__"], userIdOf("__proto__"))
     })
   })
 
@@ -435,7 +441,7 @@ describe("Project.project", () => {
       const session = changes.sessionUpserts[0]!
       assert.deepStrictEqual([session.id, session.seq, session.redisSessionId, session.createdByUserId], [10, 10, "basic-1", "1"])
       assert.deepStrictEqual(session.meta, events[0]!.payload)
-      assert.deepStrictEqual(changes.appended, { seqs: [11], senders: { "1": "1", "2": "2" }, count: 3 })
+      assert.deepStrictEqual(changes.appended, { seqs: [11], senders: { "1": "1", "2": "2" }, count: 3, bySession: new Map([["basic-1", 3]]) })
       assert.deepStrictEqual(changes.users, [placeholderUser("1"), placeholderUser("2")])
       assert.deepStrictEqual(changes.groups, ["1"])
       assert.deepStrictEqual(changes.participants, [["1", "1"], ["1", "2"]])

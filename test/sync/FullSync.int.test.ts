@@ -4,6 +4,7 @@ import { Effect, Either, Fiber, Schedule } from "effect"
 import { readdirSync, readFileSync } from "node:fs"
 import * as SessionStore from "../../src/pg/SessionStore.js"
 import { SessionSource } from "../../src/redis/SessionSource.js"
+import { decodeSnapshot } from "../../src/core/Snapshot.js"
 import { observe } from "../../src/sync/Observe.js"
 import { retrySchedule, writeBatch } from "../../src/sync/Writer.js"
 import { syncSession } from "../../src/sync/SyncSession.js"
@@ -233,6 +234,34 @@ describe("full sync on real Redis and PostgreSQL", () => {
         assert.deepStrictEqual((yield* messagesOf("cache-1")).map((r) => [r.ordinal, r.content]), [[0, "c0"], [1, "c1"], [2, "c2"], [3, "c3"]])
         const appended = (yield* ledger).filter((e) => e.session_id === "cache-1" && e.event_type === "messages_appended")
         assert.deepStrictEqual(appended.map((e) => e.payload.messages.map((x: { content: string }) => x.content)), [["c0", "c1"], ["c2"], ["c3"]])
+      }))
+
+    it.effect("a message already in the projection behind the writer's back is skipped, and the rest of the batch written", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const m = (i: number) => msg(`d${i}`, 1, `2025-06-01T10:00:0${i}Z`)
+        yield* put("dup-1", { topic: "dup", messages: [m(0)] })
+        yield* put("dup-2", { topic: "dup", messages: [m(0)] })
+        yield* syncAll()
+        // A changed session's keys are loaded, and kept by the writer for its next change.
+        yield* put("dup-1", { topic: "dup", messages: [m(0), m(1)] })
+        yield* syncAll()
+        yield* put("dup-1", { topic: "dup", messages: [m(0), m(1), m(2)] })
+        yield* put("dup-2", { topic: "dup", messages: [m(0), m(1)] })
+        // Plant dup-1's next message the way no writer would: the writer's cached keys do not show it.
+        const value = (yield* (yield* SessionSource).read(["dup-1"]))[0]!.value!.toString("utf8")
+        const decoded = decodeSnapshot("dup-1", value)
+        assert(Either.isRight(decoded))
+        const key = decoded.right.messages[2]!.key
+        yield* sql`
+          INSERT INTO messages (id, session_id, message_key, ordinal, content, seq)
+          SELECT 9000000000, id, ${key}, 2, 'planted', last_seq FROM sessions WHERE redis_session_id = 'dup-1'`
+        const result = yield* syncAll()
+        assert.strictEqual(result.changed, 2)
+        assert.deepStrictEqual((yield* messagesOf("dup-1")).map((r) => r.content), ["d0", "d1", "planted"])
+        assert.deepStrictEqual((yield* messagesOf("dup-2")).map((r) => r.content), ["d0", "d1"])
+        const appended = (yield* ledger).filter((e) => e.session_id === "dup-1" && e.event_type === "messages_appended")
+        assert.deepStrictEqual(appended.map((e) => e.payload.messages.map((x: { content: string }) => x.content)), [["d0"], ["d1"], ["d2"]])
       }))
 
     it.effect("a session that left Redis and comes back appends only its new messages (no key set is remembered unloaded)", () =>
