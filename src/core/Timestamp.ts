@@ -71,6 +71,39 @@ const fromIsoString = (s: string): Instant | undefined => {
   return { iso, micros }
 }
 
+/** The number written by `count` ASCII digits of `s` at `at`, or -1 when one of them is not a digit. */
+const digitsAt = (s: string, at: number, count: number): number => {
+  let value = 0
+  for (let i = at; i < at + count; i++) {
+    const d = s.charCodeAt(i) - 48
+    if (d < 0 || d > 9) return -1
+    value = value * 10 + d
+  }
+  return value
+}
+
+/**
+ * The shapes nearly every timestamp has — Python's `isoformat()` in UTC (`2025-01-02T03:04:05.678901+00:00`), its
+ * `Z` form, and JavaScript's `toISOString()` (`2025-01-02T03:04:05.678Z`) — read without a regular expression.
+ * Returns null for anything else, including an impossible date, which the general parser then judges.
+ */
+const fromCommonUtc = (s: string): Instant | null => {
+  const n = s.length
+  const fracLength = n === 32 || n === 27 ? 6 : n === 24 ? 3 : 0
+  if (fracLength === 0) return null
+  if (n === 32 ? !s.endsWith("+00:00") : s.charCodeAt(n - 1) !== 90 /* Z */) return null
+  if (s[4] !== "-" || s[7] !== "-" || s[10] !== "T" || s[13] !== ":" || s[16] !== ":" || s[19] !== ".") return null
+  const year = digitsAt(s, 0, 4), month = digitsAt(s, 5, 2), day = digitsAt(s, 8, 2)
+  const hour = digitsAt(s, 11, 2), minute = digitsAt(s, 14, 2), second = digitsAt(s, 17, 2)
+  const fraction = digitsAt(s, 20, fracLength)
+  if (year < 1000 || fraction < 0 || month < 1 || month > 12 || day < 1 || hour < 0 || hour > 23) return null
+  if (minute < 0 || minute > 59 || second < 0 || second > 59 || day > daysInMonth(year, month)) return null
+  const micros = Date.UTC(year, month - 1, day, hour, minute, second) * 1000 +
+    (fracLength === 6 ? fraction : fraction * 1000)
+  const iso = n === 27 ? s : fracLength === 6 ? `${s.slice(0, 26)}Z` : `${s.slice(0, 23)}000Z`
+  return { iso, micros }
+}
+
 /**
  * Normalises a timestamp value from a session document. Strings without a zone are taken as UTC; numbers (and
  * all-digit strings) are epoch seconds, or milliseconds when at least 1e11. Returns `undefined` for anything
@@ -79,6 +112,8 @@ const fromIsoString = (s: string): Instant | undefined => {
 export const normalizeTimestamp = (value: unknown): Instant | undefined => {
   if (typeof value === "number") return fromEpochNumber(value)
   if (typeof value !== "string") return undefined
+  const common = fromCommonUtc(value)
+  if (common !== null) return common
   const s = value.trim()
   if (/^-?\d+(\.\d+)?$/.test(s)) return fromEpochNumber(Number(s))
   return fromIsoString(s)

@@ -79,6 +79,33 @@ describe("Timestamp.normalizeTimestamp", () => {
       assert.strictEqual(iso("0001-01-01T00:00:00Z"), "0001-01-01T00:00:00.000000Z")
       assert.strictEqual(iso("9999-12-31T23:59:59Z"), "9999-12-31T23:59:59.000000Z")
     })
+
+    it("the common shapes (Python isoformat in UTC, its Z form, toISOString) read as the general parser reads them", () => {
+      const two = (n: number) => String(n).padStart(2, "0")
+      const shapes = FastCheck.record({
+        year: FastCheck.integer({ min: 1, max: 9999 }),
+        month: FastCheck.integer({ min: 0, max: 13 }),
+        day: FastCheck.integer({ min: 0, max: 32 }),
+        hour: FastCheck.integer({ min: 0, max: 24 }),
+        minute: FastCheck.integer({ min: 0, max: 60 }),
+        second: FastCheck.integer({ min: 0, max: 60 }),
+        micros: FastCheck.integer({ min: 0, max: 999_999 }),
+        shape: FastCheck.constantFrom("python", "z", "js")
+      })
+      FastCheck.assert(FastCheck.property(shapes, (t) => {
+        const stem = `${String(t.year).padStart(4, "0")}-${two(t.month)}-${two(t.day)}T${two(t.hour)}:${two(t.minute)}:${two(t.second)}`
+        const micros = String(t.micros).padStart(6, "0")
+        const s = t.shape === "python" ? `${stem}.${micros}+00:00` : t.shape === "z" ? `${stem}.${micros}Z` : `${stem}.${micros.slice(0, 3)}Z`
+        // Leading whitespace takes the general path (the fast one reads exact shapes only).
+        assert.deepStrictEqual(normalizeTimestamp(s), normalizeTimestamp(` ${s}`), s)
+      }), { numRuns: 2000 })
+      assert.deepStrictEqual(normalizeTimestamp("2025-01-02T03:04:05.678901+00:00"), {
+        iso: "2025-01-02T03:04:05.678901Z",
+        micros: Date.UTC(2025, 0, 2, 3, 4, 5) * 1000 + 678_901
+      })
+      assert.strictEqual(iso("2025-01-02T03:04:05.678Z"), "2025-01-02T03:04:05.678000Z")
+      assert.strictEqual(normalizeTimestamp("2025-02-30T03:04:05.678Z"), undefined)
+    })
   })
 
   describe("epoch numbers", () => {
