@@ -9,6 +9,7 @@ import { Duration, Effect, Redacted } from "effect"
 import Pg from "pg"
 import m0001 from "../../migrations/0001_sync_log.js"
 import m0002 from "../../migrations/0002_projection.js"
+import m0003 from "../../migrations/0003_messages_session_fk.js"
 import { classify, PgError } from "./PgError.js"
 import { SqlError } from "@effect/sql/SqlError"
 
@@ -25,14 +26,15 @@ export interface DatabaseOptions {
 /** The migrations, by id. A new migration is a new file in `migrations/` and a new line here. */
 export const migrations = {
   "0001_sync_log": m0001,
-  "0002_projection": m0002
+  "0002_projection": m0002,
+  "0003_messages_session_fk": m0003
 } as const
 
 /**
  * The migrations that build the projection tables, in order: a rebuild creates its shadow projection with them.
  * A migration that changes a projection table belongs here too.
  */
-export const projectionMigrations = [m0002] as const
+export const projectionMigrations = [m0002, m0003] as const
 
 export const MIGRATIONS_TABLE = "sync_migrations"
 
