@@ -6,10 +6,13 @@
 //
 //   node bench/live.mjs [--rate 5000] [--seconds 60] [--sessions 10000] [--drain 10] [--poll-ms 20] [--window 5000]
 //
-// Lag is measured by polling PostgreSQL every --poll-ms (20) for new messages, so each figure may be up to that plus
+// Lag is each message's commit time (PostgreSQL's `track_commit_timestamp`, read once after the run) minus the time
+// it was written: exact, and nothing polls PostgreSQL while the daemon works. The bench turns the setting on (a
+// restart) in the servers it started itself; with servers given by REDIS_URL / DATABASE_URL and the setting off, it
+// falls back to polling every --poll-ms for new messages, a load of its own, and each figure may be up to that plus
 // one query late. A script that prints figures, not a test: the machine is shared, so read them with that in mind.
 import { execFileSync, spawn } from "node:child_process"
-import { readFileSync } from "node:fs"
+import { readFileSync, statSync } from "node:fs"
 import path from "node:path"
 import { fileURLToPath } from "node:url"
 import { createRequire } from "node:module"
@@ -28,9 +31,33 @@ const rate = opt("rate", 5000), seconds = opt("seconds", 60), sessions = opt("se
 // before another batch's commit) is still seen. Both cost PostgreSQL and this process CPU that the daemon shares.
 const pollMs = opt("poll-ms", 20), pollWindow = opt("window", 5000)
 
-const { start } = await import(path.join(root, "scripts/services.mjs"))
+const { start, status } = await import(path.join(root, "scripts/services.mjs"))
 let { REDIS_URL: redisUrl, DATABASE_URL: databaseUrl } = process.env
-if (!redisUrl || !databaseUrl) ({ redisUrl, databaseUrl } = await start({ dir: path.join(root, ".data/bench") }))
+const ownServers = !redisUrl || !databaseUrl
+const benchDir = path.join(root, ".data/bench")
+if (ownServers) ({ redisUrl, databaseUrl } = await start({ dir: benchDir }))
+
+/** Turns on `track_commit_timestamp` in the bench's own PostgreSQL (a restart); true when it is on. */
+const commitTimestamps = async () => {
+  const probe = new pg.Client({ connectionString: databaseUrl })
+  await probe.connect()
+  const on = (await probe.query("SHOW track_commit_timestamp")).rows[0].track_commit_timestamp === "on"
+  if (on || !ownServers) {
+    await probe.end()
+    return on
+  }
+  await probe.query("ALTER SYSTEM SET track_commit_timestamp = on")
+  await probe.end()
+  const { postgres } = await status({ dir: benchDir })
+  const pgCtl = path.join(path.dirname(readFileSync(`/proc/${postgres.pid}/cmdline`, "latin1").split("\0")[0]), "pg_ctl")
+  const restart = [pgCtl, "-D", postgres.dataDir, "restart", "-m", "fast", "-w"]
+  const owner = statSync(postgres.dataDir).uid
+  if (process.getuid?.() === 0 && owner !== 0) execFileSync("setpriv", [`--reuid=${owner}`, `--regid=${owner}`, "--clear-groups", ...restart], { stdio: "ignore" })
+  else execFileSync(restart[0], restart.slice(1), { stdio: "ignore" })
+  console.log("turned on track_commit_timestamp in the bench's PostgreSQL (restarted)")
+  return true
+}
+const exact = await commitTimestamps()
 console.log("building dist/ ...")
 execFileSync("npm", ["run", "--silent", "build"], { cwd: root, stdio: "inherit" })
 
@@ -80,8 +107,9 @@ console.log(`daemon up, ${sessions} sessions synced in ${((Date.now() - t0) / 10
 
 const written = new Map() // message tag -> write time (ms)
 const lags = []
+const firstSeq = Number((await db.query(`SELECT COALESCE(max(seq), 0)::float8 AS s FROM ${schema}.sync_log`)).rows[0].s) + 1
 let watermark = 0
-let polling = true
+let polling = !exact
 const poll = (async () => {
   while (polling) {
     // By `id` (seq * 10,000 + index, the primary key): an index range scan. `seq` has no index of its own, and a
@@ -123,8 +151,29 @@ while (Date.now() - startedAt < seconds * 1000) {
 const writtenSecs = (Date.now() - startedAt) / 1000
 console.log(`wrote ${n.toLocaleString()} updates in ${writtenSecs.toFixed(1)} s (${Math.round(n / writtenSecs).toLocaleString()}/s); draining up to ${drain} s ...`)
 const drainStart = Date.now()
-while (written.size > 0 && Date.now() - drainStart < drain * 1000) await new Promise((r) => setTimeout(r, 50))
-const drained = (Date.now() - drainStart) / 1000
+let lastCommit = 0
+const arrivedCount = async () =>
+  Number((await db.query(`SELECT count(*)::float8 AS n FROM ${schema}.messages WHERE id >= $1::bigint * 10000 AND content LIKE 'lag %'`, [firstSeq])).rows[0].n)
+if (exact) {
+  // Only now is PostgreSQL asked anything: how many arrived (every 100 ms, until all or --drain), then each one's commit time.
+  while ((await arrivedCount()) < n && Date.now() - drainStart < drain * 1000) await new Promise((r) => setTimeout(r, 100))
+  const { rows } = await db.query(
+    `SELECT content, extract(epoch FROM pg_xact_commit_timestamp(xmin)) * 1000 AS at FROM ${schema}.messages WHERE id >= $1::bigint * 10000 AND content LIKE 'lag %'`,
+    [firstSeq]
+  )
+  for (const r of rows) {
+    const at = written.get(r.content)
+    if (at !== undefined) {
+      lags.push(Number(r.at) - at)
+      lastCommit = Math.max(lastCommit, Number(r.at))
+      written.delete(r.content)
+    }
+  }
+} else {
+  while (written.size > 0 && Date.now() - drainStart < drain * 1000) await new Promise((r) => setTimeout(r, 50))
+}
+// Exact: from the end of the writes to the last commit. Polled: until the poll saw the last message.
+const drained = exact ? Math.max(0, lastCommit - drainStart) / 1000 : (Date.now() - drainStart) / 1000
 polling = false
 await poll
 const rss = peakRss()
@@ -134,8 +183,9 @@ const exitCode = await new Promise((r) => daemon.on("exit", (code) => r(code)))
 lags.sort((a, b) => a - b)
 const q = (p) => lags[Math.min(lags.length - 1, Math.floor(p * lags.length))]
 console.log(`\n== live, ${rate}/s for ${seconds} s over ${sessions} sessions`)
-console.log(`arrived: ${lags.length.toLocaleString()} of ${n.toLocaleString()} (${written.size} missing after ${drained.toFixed(1)} s of drain)`)
-console.log(`lag ms: p50 ${q(0.5)}, p99 ${q(0.99)}, max ${lags[lags.length - 1]}`)
+console.log(`arrived: ${lags.length.toLocaleString()} of ${n.toLocaleString()} (${written.size} missing; the last arrived ${drained.toFixed(1)} s after the writes ended)`)
+const ms = (x) => Math.round(x)
+console.log(`lag ms (${exact ? "commit timestamps" : `polled every ${pollMs} ms`}): p50 ${ms(q(0.5))}, p99 ${ms(q(0.99))}, max ${ms(lags[lags.length - 1])}`)
 console.log(`daemon peak RSS ${Math.round(rss)} MB; exit code after SIGTERM ${exitCode}`)
 if (process.env.BENCH_SHOW_LOG) console.log(daemonLog.split("\n").filter((l) => l.includes(process.env.BENCH_SHOW_LOG)).join("\n"))
 if (written.size > 0 || exitCode !== 0) console.log(`daemon log tail:\n${daemonLog.split("\n").slice(-15).join("\n")}`)

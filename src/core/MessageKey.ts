@@ -16,37 +16,111 @@ import { hash } from "node:crypto"
  */
 const digest = (s: string): string => Buffer.from(hash("sha256", s, "binary").slice(0, 16), "binary").toString("hex")
 
-/**
- * Keys already computed for one session, by identity tuple (and occurrence when not the first). A key is a pure
- * function of the session, the tuple and the occurrence, so an entry never goes stale: the live path, which
- * re-reads a whole session for each new message, hashes only the new ones.
- */
-export type KeyMemo = Map<string, string>
+/** The values that identify a message, in order (see `Snapshot.ts`): `[sender, timestamp, content]` or `["id", id]`. */
+export type Identity = ReadonlyArray<unknown>
 
 /**
- * Keys for the messages of one snapshot, in order. `identities[i]` is the tuple that identifies message `i`
- * (from `Snapshot.ts`); equal tuples get successive occurrence numbers. `memo` is read and filled when given.
+ * The keys of the last snapshot decoded for one session, position by position. The live path re-reads a whole
+ * session for each new message: the messages that stand where they stood before (or all shifted by the same
+ * number, when the oldest were trimmed away) keep their keys, found by comparing values, and only the others are
+ * serialised and hashed. A key is a pure function of the session, the identity and its occurrence, so a memo
+ * never goes stale; it is only ever a shortcut to the keys `messageKeys` computes without it.
  */
-export const messageKeys = (
-  sessionId: string,
-  identities: ReadonlyArray<ReadonlyArray<unknown>>,
-  memo?: KeyMemo
-): ReadonlyArray<string> => {
+export class KeyMemo {
+  identities: ReadonlyArray<Identity> = []
+  keys: ReadonlyArray<string> = []
+  /** How many earlier messages of that snapshot have the same identity. */
+  occurrences: ReadonlyArray<number> = []
+  /** Keys held. */
+  get size(): number {
+    return this.keys.length
+  }
+}
+
+/** Above this many messages to key afresh, occurrences are counted with a map of serialised identities. */
+const LINEAR_LIMIT = 32
+
+/** Strings, numbers, booleans and null compare by value with `===` exactly as their JSON does. */
+const comparable = (identity: Identity): boolean => {
+  for (const v of identity) if (typeof v === "object" && v !== null) return false
+  return true
+}
+
+const same = (a: Identity, b: Identity): boolean => {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
+}
+
+/** Every key from scratch: equal identities (as JSON) get successive occurrence numbers. */
+const fresh = (session: string, identities: ReadonlyArray<Identity>) => {
   const seen = new Map<string, number>()
-  const session = JSON.stringify(sessionId)
-  return identities.map((identity) => {
+  const keys = new Array<string>(identities.length)
+  const occurrences = new Array<number>(identities.length)
+  identities.forEach((identity, i) => {
     const tuple = JSON.stringify(identity)
     const occurrence = seen.get(tuple) ?? 0
     seen.set(tuple, occurrence + 1)
-    if (memo === undefined) return digest(`${session}|${tuple}|${occurrence}`)
-    const id = occurrence === 0 ? tuple : `${tuple}|${occurrence}`
-    let key = memo.get(id)
-    if (key === undefined) {
-      key = digest(`${session}|${tuple}|${occurrence}`)
-      memo.set(id, key)
-    }
-    return key
+    keys[i] = digest(`${session}|${tuple}|${occurrence}`)
+    occurrences[i] = occurrence
   })
+  return { keys, occurrences }
+}
+
+/**
+ * Keys for the messages of one snapshot, in order. `identities[i]` is the tuple that identifies message `i`;
+ * equal tuples get successive occurrence numbers. `memo` (see `KeyMemo`) is read, then holds this snapshot.
+ */
+export const messageKeys = (
+  sessionId: string,
+  identities: ReadonlyArray<Identity>,
+  memo?: KeyMemo
+): ReadonlyArray<string> => {
+  const session = JSON.stringify(sessionId)
+  if (memo === undefined) return fresh(session, identities).keys
+  const n = identities.length
+  const keys = new Array<string>(n)
+  const occurrences = new Array<number>(n)
+  // The leading messages found in the memo's snapshot, at one shift `d` (0: nothing trimmed).
+  let reused = 0
+  let shift = 0
+  const previous = memo.identities
+  if (n > 0 && identities.every(comparable)) {
+    let d = 0
+    while (d < previous.length && !same(identities[0]!, previous[d]!)) d++
+    shift = d
+    while (reused < n && reused + d < previous.length && same(identities[reused]!, previous[reused + d]!)) {
+      const occurrence = memo.occurrences[reused + d]!
+      // Shifted, an identity repeated before the shift would be numbered differently now: key it afresh.
+      if (d > 0 && occurrence > 0) break
+      keys[reused] = memo.keys[reused + d]!
+      occurrences[reused] = occurrence
+      reused++
+    }
+  }
+  if (n - reused > LINEAR_LIMIT || (reused < n && !identities.every(comparable))) {
+    const all = fresh(session, identities)
+    memo.identities = identities
+    memo.keys = all.keys
+    memo.occurrences = all.occurrences
+    return all.keys
+  }
+  // The memo keeps the identities it already held (long-lived, not garbage) and the new ones: this parse's copies
+  // of the others die young.
+  const kept = new Array<Identity>(n)
+  for (let i = 0; i < reused; i++) kept[i] = previous[i + shift]!
+  for (let i = reused; i < n; i++) {
+    const identity = identities[i]!
+    let occurrence = 0
+    for (let j = 0; j < i; j++) if (same(identities[j]!, identity)) occurrence++
+    keys[i] = digest(`${session}|${JSON.stringify(identity)}|${occurrence}`)
+    occurrences[i] = occurrence
+    kept[i] = identity
+  }
+  memo.identities = kept
+  memo.keys = keys
+  memo.occurrences = occurrences
+  return keys
 }
 
 /** Hash of a raw Redis value (`snapshot_hash`): SHA-256, hex. */

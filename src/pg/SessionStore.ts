@@ -6,7 +6,7 @@
 import { SqlClient } from "@effect/sql"
 import { Context, Effect, Layer } from "effect"
 import { decide, type Observation, type ProjectedSession, type SessionState } from "../core/Decide.js"
-import type { KeyMemo } from "../core/MessageKey.js"
+import { KeyMemo } from "../core/MessageKey.js"
 import type { CommittedEvent, GoneKind, Source, SyncEvent } from "../core/Events.js"
 import { project } from "../core/Project.js"
 import { applyChanges, MESSAGE_KEY_CONSTRAINT } from "./Projection.js"
@@ -136,9 +136,9 @@ const makeKeyCache = (limit: number) => {
 const KEY_MEMO_LIMIT = 200_000
 
 /**
- * Per session, the message keys computed by earlier decodes (`MessageKey.KeyMemo`): a live update re-reads a
- * whole session, and hashing every old message's identity again was the largest part of decoding it. Entries
- * never go stale (a key depends only on the identity); least recently used sessions go first past `limit`.
+ * Per session, the keys of its last decoded snapshot (`MessageKey.KeyMemo`): a live update re-reads a whole
+ * session, and serialising and hashing every old message's identity again was the largest part of decoding it.
+ * Entries never go stale (a key depends only on the identity); least recently used sessions go first past `limit`.
  */
 const makeKeyMemos = (limit: number) => {
   const entries = new Map<string, { readonly memo: KeyMemo; size: number }>()
@@ -146,7 +146,7 @@ const makeKeyMemos = (limit: number) => {
   return {
     of: (id: string): KeyMemo => {
       let e = entries.get(id)
-      if (e === undefined) e = { memo: new Map(), size: 0 }
+      if (e === undefined) e = { memo: new KeyMemo(), size: 0 }
       else entries.delete(id)
       entries.set(id, e)
       return e.memo

@@ -2,7 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Either, FastCheck } from "effect"
 import { createHash } from "node:crypto"
 import { readFileSync } from "node:fs"
-import { messageKeys, snapshotHash } from "../../src/core/MessageKey.js"
+import { KeyMemo, messageKeys, snapshotHash } from "../../src/core/MessageKey.js"
 import { decodeSnapshot } from "../../src/core/Snapshot.js"
 
 const FIXTURES = new URL("../../../shared/fixtures/", import.meta.url)
@@ -21,19 +21,45 @@ const msg = (content: string, sender_id: unknown = 1, timestamp: unknown = "2025
 })
 
 describe("MessageKey.messageKeys", () => {
-  it("a memo gives the very keys computed without it, remembers every identity and occurrence, and is read back", () => {
+  it("a memo gives the very keys computed without it, holds the snapshot, and is read back at the same places", () => {
     const identities = [["1", "t0", "ok"], ["2", "t1", "hi"], ["1", "t0", "ok"], ["id", "m-9"]]
-    const memo = new Map<string, string>()
+    const memo = new KeyMemo()
     const plain = messageKeys("s", identities)
     assert.deepStrictEqual(messageKeys("s", identities, memo), plain)
-    assert.deepStrictEqual(Array.from(memo.keys()), ['["1","t0","ok"]', '["2","t1","hi"]', '["1","t0","ok"]|1', '["id","m-9"]'])
-    assert.deepStrictEqual(Array.from(memo.values()), plain)
-    // A later snapshot: the known identities come from the memo (shown by a planted value), a new one is hashed.
-    memo.set('["2","t1","hi"]', "planted")
-    const later = messageKeys("s", [...identities, ["2", "t2", "new"]], memo)
+    assert.deepStrictEqual([memo.keys, memo.occurrences, memo.size], [plain, [0, 0, 1, 0], 4])
+    // A later snapshot (another parse: equal values, not the same arrays): the messages that stand where they
+    // stood come from the memo (shown by a planted key), the new one is hashed.
+    memo.keys = [plain[0]!, "planted", plain[2]!, plain[3]!]
+    const later = messageKeys("s", [...identities.map((x) => [...x]), ["2", "t2", "new"]], memo)
     assert.deepStrictEqual(later, [plain[0], "planted", plain[2], plain[3], messageKeys("s", [["2", "t2", "new"]])[0]])
+    // Trimmed: the oldest message is gone, the others are found one place earlier.
+    memo.keys = ["x0", "x1", "x2", "x3", "x4"]
+    const trimmed = messageKeys("s", [["2", "t1", "hi"], ["1", "t0", "ok"], ["id", "m-9"], ["2", "t2", "new"]], memo)
+    // ["1","t0","ok"] was the second of its kind before the trim and is the first now: keyed afresh, as is all after it.
+    assert.deepStrictEqual(trimmed, ["x1", ...messageKeys("s", [["2", "t1", "hi"], ["1", "t0", "ok"], ["id", "m-9"], ["2", "t2", "new"]]).slice(1)])
   })
 
+  it("with a memo, any history of snapshots (appends, trims, edits, repeats, odd values) keys exactly as without", () => {
+    const identity = FastCheck.oneof(
+      FastCheck.tuple(FastCheck.constantFrom("1", "2", null), FastCheck.constantFrom("t0", "t1", 5, null), FastCheck.constantFrom("ok", "hi", "", null)),
+      FastCheck.tuple(FastCheck.constant("id"), FastCheck.constantFrom("a", "b")),
+      FastCheck.tuple(FastCheck.constant("1"), FastCheck.constant({ at: 1 }), FastCheck.constant("obj"))
+    )
+    const step = FastCheck.record({
+      trim: FastCheck.nat({ max: 3 }),
+      edit: FastCheck.option(FastCheck.tuple(FastCheck.nat({ max: 40 }), identity), { nil: undefined }),
+      append: FastCheck.array(identity, { maxLength: 40 })
+    })
+    FastCheck.assert(FastCheck.property(FastCheck.array(step, { maxLength: 12 }), (steps) => {
+      const memo = new KeyMemo()
+      let snapshot: Array<ReadonlyArray<unknown>> = []
+      for (const { trim, edit, append } of steps) {
+        snapshot = [...snapshot.slice(trim), ...append].map((x) => [...x])
+        if (edit !== undefined && snapshot.length > 0) snapshot[edit[0] % snapshot.length] = edit[1]
+        assert.deepStrictEqual(messageKeys("s", snapshot, memo), messageKeys("s", snapshot))
+      }
+    }), { numRuns: 500 })
+  })
 
   it("the key is 128 bits of SHA-256 of (session id, identity tuple, occurrence): a stored identity never changes", () => {
     const expected = createHash("sha256")
