@@ -83,7 +83,7 @@ for (let i = 0; i < sessions; i++) {
 }
 await pipe.exec()
 
-const env = { ...process.env, REDIS_URL: redisUrl, DATABASE_URL: databaseUrl, PG_SCHEMA: schema, SYNC_KEY_PREFIX: prefix, SYNC_CHANNEL_PREFIX: `${prefix}updated:`, LOG_LEVEL: "warning" }
+const env = { ...process.env, REDIS_URL: redisUrl, DATABASE_URL: databaseUrl, PG_SCHEMA: schema, SYNC_KEY_PREFIX: prefix, SYNC_CHANNEL_PREFIX: `${prefix}updated:`, LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? "warning" }
 const daemon = spawn("node", [...(process.env.BENCH_DAEMON_NODE_ARGS ?? "").split(" ").filter(Boolean), path.join(root, "dist/main.js"), "start"], { env, stdio: ["ignore", "pipe", "pipe"] })
 let daemonLog = ""
 daemon.stdout.on("data", (d) => (daemonLog += d))

@@ -158,6 +158,7 @@ export const instrumentStore = Layer.effect(
   SessionStore,
   Effect.map(SessionStore, (store) =>
     SessionStore.of({
+      isEmpty: Effect.tapError(store.isEmpty, pgFailure),
       standingHashes: (ids) => Effect.tapError(store.standingHashes(ids), pgFailure),
       present: (after, limit) => Effect.tapError(store.present(after, limit), pgFailure),
       apply: (observations, source) =>

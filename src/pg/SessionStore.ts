@@ -49,6 +49,8 @@ const sourceFn = (source: SourceOf): (sessionId: string) => Source =>
   typeof source === "function" ? source : () => source
 
 export class SessionStore extends Context.Tag("redis-pg-sync/pg/SessionStore")<SessionStore, {
+  /** Whether the projection holds no session and no rejection yet (a first sync: nothing can be unchanged). */
+  readonly isEmpty: Effect.Effect<boolean, PgError>
   /** The standing hash of each given session that has one. */
   readonly standingHashes: (ids: ReadonlyArray<string>) => Effect.Effect<ReadonlyMap<string, StandingHash>, PgError>
   /**
@@ -206,6 +208,12 @@ export const make = Effect.gen(function*() {
       Effect.mapError(classify)
     )
 
+  const isEmpty = sql<{ empty: boolean }>`
+    SELECT NOT EXISTS (SELECT 1 FROM sessions) AND NOT EXISTS (SELECT 1 FROM rejections) AS empty`.pipe(
+    Effect.map((rows) => rows[0]!.empty),
+    Effect.mapError(classify)
+  )
+
   const loadStates = (observations: ReadonlyArray<Observation>) =>
     Effect.gen(function*() {
       const ids = observations.map((o) => o.sessionId)
@@ -346,7 +354,7 @@ export const make = Effect.gen(function*() {
       WHERE id > ${afterId}::bigint AND expired_at IS NULL AND deleted_at IS NULL AND evicted_at IS NULL
       ORDER BY sessions.id LIMIT ${limit}`.pipe(Effect.mapError(classify))
 
-  return SessionStore.of({ standingHashes, apply, present })
+  return SessionStore.of({ isEmpty, standingHashes, apply, present })
 })
 
 /** The PostgreSQL store; needs a `SqlClient` whose search path is the projection's schema. */

@@ -106,8 +106,12 @@ export const toBatches = <A extends Changed>(
   return batches
 }
 
-/** Keeps the reads of a page that may change something, counting the rest. */
-const screen = (page: ReadonlyArray<RawSession>, progress: Ref.Ref<SyncProgress>) =>
+/**
+ * Keeps the reads of a page that may change something, counting the rest. `firstSync`: the projection held
+ * nothing when the sync began, so no read is looked up (a session another writer adds meanwhile is still
+ * decided under its lock, only decoded without need).
+ */
+const screen = (page: ReadonlyArray<RawSession>, progress: Ref.Ref<SyncProgress>, firstSync: boolean) =>
   Effect.gen(function*() {
     const store = yield* SessionStore
     const present: Array<Changed> = []
@@ -115,7 +119,9 @@ const screen = (page: ReadonlyArray<RawSession>, progress: Ref.Ref<SyncProgress>
       const hash = hashOf(raw)
       if (hash !== null) present.push({ raw, hash, unknown: false })
     }
-    const standing = yield* store.standingHashes(present.map((c) => c.raw.sessionId))
+    const standing = firstSync
+      ? new Map<string, string>()
+      : yield* store.standingHashes(present.map((c) => c.raw.sessionId))
     const changed = present.flatMap((c) => {
       const s = standing.get(c.raw.sessionId)
       return s === c.hash ? [] : [{ ...c, unknown: s === undefined }]
@@ -140,9 +146,10 @@ export const fullSync = (
 ): Effect.Effect<SyncProgress, PgError | RedisError, SessionSource | SessionStore> =>
   Effect.gen(function*() {
     const redis = yield* SessionSource
+    const firstSync = yield* (yield* SessionStore).isEmpty
     yield* redis.scan(options.scanCount).pipe(
       Stream.mapEffect((ids) => redis.read(ids)),
-      Stream.mapEffect((page) => screen(page, progress)),
+      Stream.mapEffect((page) => screen(page, progress, firstSync)),
       Stream.mapConcat((changed) => toBatches(changed, options.batchSessions, options.batchBytes)),
       Stream.mapEffect(
         (batch) =>

@@ -330,6 +330,28 @@ describe("full sync on real Redis and PostgreSQL", () => {
   })
 })
 
+describe("a first full sync, into an empty projection", () => {
+  layer(serversLayer(makeTestEnv("firstsync")), { timeout: "60 seconds", excludeTestServices: true })((it) => {
+    it.effect("looks up no standing hash, writes everything, and the next sync finds it all unchanged", () =>
+      Effect.gen(function*() {
+        const store = yield* SessionStore.SessionStore
+        let lookups = 0
+        const counting = SessionStore.SessionStore.of({
+          ...store,
+          standingHashes: (ids) => Effect.suspend(() => (lookups++, store.standingHashes(ids)))
+        })
+        for (let i = 0; i < 30; i++) yield* put(`first-${i}`, { topic: "first", messages: [msg(`f${i}`, 1, "2025-01-01T00:00:00Z")] })
+        assert.isTrue(yield* store.isEmpty)
+        const first = yield* syncAll({ scanCount: 10 }).pipe(Effect.provideService(SessionStore.SessionStore, counting))
+        assert.deepStrictEqual([lookups, first.changed, first.messagesInserted], [0, 30, 30])
+        assert.isFalse(yield* store.isEmpty)
+        const second = yield* syncAll({ scanCount: 10 }).pipe(Effect.provideService(SessionStore.SessionStore, counting))
+        assert.isAbove(lookups, 0)
+        assert.deepStrictEqual([second.unchanged, second.changed, second.events], [30, 0, 0])
+      }))
+  })
+})
+
 describe("a sync whose PostgreSQL connections are killed mid-way", () => {
   layer(serversLayer(makeTestEnv("killed")), { timeout: "90 seconds", excludeTestServices: true })((it) => {
     it.effect("leaves ledger and tables consistent, and the next sync completes", () =>
