@@ -71,8 +71,8 @@ const isDuplicateMessage = (e: PgError): boolean => {
   return cause?.code === "23505" && cause.constraint === MESSAGE_KEY_CONSTRAINT
 }
 
-/** Message keys held in memory at most (about 80 bytes each). */
-const KEY_CACHE_LIMIT = 200_000
+/** Message keys held in memory at most (about 80 bytes each; at 200,000 the live bench reloaded keys as sessions grew). */
+const KEY_CACHE_LIMIT = 400_000
 
 /**
  * The message keys of recently written sessions, each valid for one `sessions.last_seq`: the live path re-reads a
@@ -134,8 +134,8 @@ const makeKeyCache = (limit: number) => {
   }
 }
 
-/** Memoised message keys held at most, over all sessions (about 200 bytes each). */
-const KEY_MEMO_LIMIT = 200_000
+/** Memoised messages held at most, over all sessions (about 200 bytes each: the identity and the key). */
+const KEY_MEMO_LIMIT = 400_000
 
 /**
  * Per session, the keys of its last decoded snapshot (`MessageKey.KeyMemo`): a live update re-reads a whole
