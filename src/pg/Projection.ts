@@ -98,7 +98,9 @@ export const applyChanges = (sql: SqlClient.SqlClient, changes: RowChanges, opti
           AS d(rsid text, seq bigint, expired_at timestamptz, deleted_at timestamptz, evicted_at timestamptz)
         WHERE s.redis_session_id = d.rsid AND s.last_seq < d.seq`
     }
-    const inserted = exact ? yield* insertExact(sql, appended, Array.from(touchOf.values())) : yield* insertDeduplicated(sql, appended, touches)
+    const inserted = exact
+      ? yield* insertExact(sql, appended, Array.from(touchOf.values()))
+      : yield* insertDeduplicated(sql, appended, touches)
     if (rejections.length > 0) {
       const json = rows(rejections.map((r) => ({
         rsid: r.redisSessionId,
@@ -175,10 +177,16 @@ const insertMessagesFromLedger = (sql: SqlClient.SqlClient, appended: AppendedMe
 const insertDeduplicated = (sql: SqlClient.SqlClient, appended: AppendedMessages, touches: ReadonlyArray<TouchRow>) =>
   Effect.gen(function*() {
     if (touches.length === 0) return 0
-    const touched = rows(touches.map((t) => ({ rsid: t.redisSessionId, seq: t.seq, at: t.recordedAt, hash: t.snapshotHash })))
+    const touched = rows(touches.map((t) => ({
+      rsid: t.redisSessionId,
+      seq: t.seq,
+      at: t.recordedAt,
+      hash: t.snapshotHash
+    })))
     const insertMessages = appended.seqs.length === 0
       ? sql`SELECT NULL::bigint AS session_id WHERE false`
-      : sql`${insertMessagesFromLedger(sql, appended)} ON CONFLICT (session_id, message_key) DO NOTHING RETURNING session_id`
+      : sql`${insertMessagesFromLedger(sql, appended)}
+          ON CONFLICT (session_id, message_key) DO NOTHING RETURNING session_id`
     const result = yield* sql<{ inserted: string }>`
       WITH ins AS (${insertMessages}),
       counts AS (SELECT session_id, count(*)::int AS n FROM ins GROUP BY session_id),

@@ -71,7 +71,10 @@ const isDuplicateMessage = (e: PgError): boolean => {
   return cause?.code === "23505" && cause.constraint === MESSAGE_KEY_CONSTRAINT
 }
 
-/** Message keys held in memory at most (about 80 bytes each; at 200,000 the live bench reloaded keys as sessions grew). */
+/**
+ * Message keys held in memory at most (about 80 bytes each). At 200,000, the live bench's 60 s run (330,000 keys)
+ * kept reloading keys from PostgreSQL: p99 3.1 s against 1.3 s at 400,000.
+ */
 const KEY_CACHE_LIMIT = 400_000
 
 /**
