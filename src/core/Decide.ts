@@ -123,6 +123,26 @@ export const decide = (observation: Observation, state: SessionState): ReadonlyA
   const events: Array<SyncEvent> = []
   const upsert = metaPayload(snapshot)
   const fresh = snapshot.messages.filter((m) => projected === null || !projected.messageKeys.has(m.key))
+  // Keys are unique within a snapshot by construction (occurrence numbers). Two equal ones would be a defect in
+  // message identity, and the projection would keep only one of the two messages: the value is rejected instead,
+  // loudly, and the rest of the batch goes on.
+  const keys = new Set<string>()
+  for (const m of fresh) {
+    if (keys.has(m.key)) {
+      return [{
+        type: "snapshot_rejected",
+        sessionId,
+        snapshotHash: hash,
+        payload: {
+          v: 1,
+          reason: `two messages share the key ${m.key} (a defect in message identity: please report it)`,
+          excerpt: observation.excerpt,
+          length: observation.length
+        }
+      }]
+    }
+    keys.add(m.key)
+  }
   const older = projected !== null && isOlder(snapshot, projected)
   if (
     projected === null || projected.gone !== null ||

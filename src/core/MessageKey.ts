@@ -40,9 +40,14 @@ export class KeyMemo {
 /** Above this many messages to key afresh, occurrences are counted with a map of serialised identities. */
 const LINEAR_LIMIT = 32
 
-/** Strings, numbers, booleans and null compare by value with `===` exactly as their JSON does. */
+/**
+ * Strings, finite numbers, booleans and null compare by value with `===` exactly as their JSON does. Not
+ * ±Infinity (`1e999` parses to it): its JSON is `null`, so it is the same identity as null, but not `===`.
+ */
 const comparable = (identity: Identity): boolean => {
-  for (const v of identity) if (typeof v === "object" && v !== null) return false
+  for (const v of identity) {
+    if (typeof v === "object" ? v !== null : typeof v === "number" && !Number.isFinite(v)) return false
+  }
   return true
 }
 

@@ -188,6 +188,24 @@ describe("Decide.decide", () => {
   })
 
   describe("a value that cannot be a session", () => {
+    it("a snapshot whose decoding gave two messages one key (a defect) is rejected, not half kept", () => {
+      const good = obs(v1)
+      const decoded = good._tag === "Snapshot" ? good.decode(new Set()) : assert.fail("not a snapshot")
+      if (Either.isLeft(decoded)) return assert.fail(decoded.left.reason)
+      const [a, b] = decoded.right.messages
+      const broken: Observation = {
+        ...good,
+        _tag: "Snapshot",
+        hash: "h-broken",
+        excerpt: "x",
+        length: 1,
+        decode: () => Either.right({ ...decoded.right, messages: [a!, { ...b!, key: a!.key }] })
+      }
+      const events = decide(broken, initialState)
+      assert.deepStrictEqual(events.map((e) => e.type), ["snapshot_rejected"])
+      assert.match((events[0]!.payload as { reason: string }).reason, new RegExp(`two messages share the key ${a!.key}`))
+    })
+
     it("gives one snapshot_rejected with the reason, excerpt and length", () => {
       const bad = `{"topic":"bad","messages":{"content":"object instead of list"}}`
       given(initialState).when(seen(SID, bad)).then([{

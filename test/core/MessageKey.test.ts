@@ -39,9 +39,23 @@ describe("MessageKey.messageKeys", () => {
     assert.deepStrictEqual(trimmed, ["x1", ...messageKeys("s", [["2", "t1", "hi"], ["1", "t0", "ok"], ["id", "m-9"], ["2", "t2", "new"]]).slice(1)])
   })
 
+  it("with a memo, a number that is no JSON number (1e999 parses to Infinity, written null) keys as without", () => {
+    const value = JSON.parse('{"messages": [{"sender_id": 1, "content": "hi", "timestamp": 1e999}, {"sender_id": 1, "content": "hi"}]}')
+    const identities = value.messages.map((m: { timestamp?: unknown }) => ["1", m.timestamp ?? null, "hi"])
+    const memo = new KeyMemo()
+    messageKeys("s", [["2", "t", "before"]], memo)
+    const keys = messageKeys("s", [["2", "t", "before"], ...identities], memo)
+    assert.deepStrictEqual(keys, messageKeys("s", [["2", "t", "before"], ...identities]))
+    assert.strictEqual(new Set(keys).size, 3)
+  })
+
   it("with a memo, any history of snapshots (appends, trims, edits, repeats, odd values) keys exactly as without", () => {
     const identity = FastCheck.oneof(
-      FastCheck.tuple(FastCheck.constantFrom("1", "2", null), FastCheck.constantFrom("t0", "t1", 5, null), FastCheck.constantFrom("ok", "hi", "", null)),
+      FastCheck.tuple(
+        FastCheck.constantFrom("1", "2", null),
+        FastCheck.constantFrom("t0", "t1", 5, -0, 0, null, Infinity, -Infinity),
+        FastCheck.constantFrom("ok", "hi", "", null)
+      ),
       FastCheck.tuple(FastCheck.constant("id"), FastCheck.constantFrom("a", "b")),
       FastCheck.tuple(FastCheck.constant("1"), FastCheck.constant({ at: 1 }), FastCheck.constant("obj"))
     )
