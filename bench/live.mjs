@@ -88,6 +88,15 @@ const daemon = spawn("node", [...(process.env.BENCH_DAEMON_NODE_ARGS ?? "").spli
 let daemonLog = ""
 daemon.stdout.on("data", (d) => (daemonLog += d))
 daemon.stderr.on("data", (d) => (daemonLog += d))
+/** CPU seconds the daemon has used (user + system), from /proc; NaN when unreadable. */
+const daemonCpu = () => {
+  try {
+    const fields = readFileSync(`/proc/${daemon.pid}/stat`, "utf8").split(") ")[1].split(" ")
+    return (Number(fields[11]) + Number(fields[12])) / 100
+  } catch {
+    return NaN
+  }
+}
 const peakRss = () => {
   try {
     return Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${daemon.pid}/status`, "utf8"))[1]) / 1024
@@ -131,6 +140,7 @@ const poll = (async () => {
 let n = 0
 const tick = 10
 const startedAt = Date.now()
+const cpuAtStart = daemonCpu()
 while (Date.now() - startedAt < seconds * 1000) {
   const due = Math.floor(((Date.now() - startedAt) / 1000) * rate)
   const p = redis.pipeline()
@@ -177,6 +187,7 @@ const drained = exact ? Math.max(0, lastCommit - drainStart) / 1000 : (Date.now(
 polling = false
 await poll
 const rss = peakRss()
+const cpuUsed = daemonCpu() - cpuAtStart
 daemon.kill("SIGTERM")
 const exitCode = await new Promise((r) => daemon.on("exit", (code) => r(code)))
 
@@ -187,6 +198,8 @@ console.log(`arrived: ${lags.length.toLocaleString()} of ${n.toLocaleString()} (
 const ms = (x) => Math.round(x)
 console.log(`lag ms (${exact ? "commit timestamps" : `polled every ${pollMs} ms`}): p50 ${ms(q(0.5))}, p99 ${ms(q(0.99))}, max ${ms(lags[lags.length - 1])}`)
 console.log(`daemon peak RSS ${Math.round(rss)} MB; exit code after SIGTERM ${exitCode}`)
+// Steadier than lag on a shared machine: what the daemon's own work costs, per update written.
+console.log(`daemon CPU from the first write to the end of the drain: ${cpuUsed.toFixed(1)} s, ${Math.round((cpuUsed * 1e6) / n)} µs per update`)
 if (process.env.BENCH_SHOW_LOG) console.log(daemonLog.split("\n").filter((l) => l.includes(process.env.BENCH_SHOW_LOG)).join("\n"))
 if (written.size > 0 || exitCode !== 0) console.log(`daemon log tail:\n${daemonLog.split("\n").slice(-15).join("\n")}`)
 await db.query(`DROP SCHEMA ${schema} CASCADE`)
