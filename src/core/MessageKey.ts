@@ -87,24 +87,23 @@ export const messageKeys = (
   const n = identities.length
   const keys = new Array<string>(n)
   const occurrences = new Array<number>(n)
-  // The leading messages found in the memo's snapshot, at one shift `d` (0: nothing trimmed).
+  const byValue = identities.every(comparable)
+  // The leading messages found in the memo's snapshot, at one shift (0: nothing trimmed).
   let reused = 0
   let shift = 0
   const previous = memo.identities
-  if (n > 0 && identities.every(comparable)) {
-    let d = 0
-    while (d < previous.length && !same(identities[0]!, previous[d]!)) d++
-    shift = d
-    while (reused < n && reused + d < previous.length && same(identities[reused]!, previous[reused + d]!)) {
-      const occurrence = memo.occurrences[reused + d]!
+  if (n > 0 && byValue) {
+    while (shift < previous.length && !same(identities[0]!, previous[shift]!)) shift++
+    while (reused < n && reused + shift < previous.length && same(identities[reused]!, previous[reused + shift]!)) {
+      const occurrence = memo.occurrences[reused + shift]!
       // Shifted, an identity repeated before the shift would be numbered differently now: key it afresh.
-      if (d > 0 && occurrence > 0) break
-      keys[reused] = memo.keys[reused + d]!
+      if (shift > 0 && occurrence > 0) break
+      keys[reused] = memo.keys[reused + shift]!
       occurrences[reused] = occurrence
       reused++
     }
   }
-  if (n - reused > LINEAR_LIMIT || (reused < n && !identities.every(comparable))) {
+  if (n - reused > LINEAR_LIMIT || (reused < n && !byValue)) {
     const all = fresh(session, identities)
     memo.identities = identities
     memo.keys = all.keys

@@ -42,16 +42,18 @@ const daysInMonth = (year: number, month: number): number =>
     ? 30
     : 31
 
+/** A date that exists and a time of day (no leap second); negative parts (unreadable digits) are not. */
+const isCalendarTime = (year: number, month: number, day: number, hour: number, minute: number, second: number) =>
+  month >= 1 && month <= 12 && day >= 1 && day <= daysInMonth(year, month) && hour >= 0 && hour <= 23 &&
+  minute >= 0 && minute <= 59 && second >= 0 && second <= 59
+
 const fromIsoString = (s: string): Instant | undefined => {
   const m = ISO.exec(s)
   if (m === null) return undefined
   const [, y, mo, d, h = "00", mi = "00", sec = "00", frac = "", zone] = m
   const year = Number(y), month = Number(mo), day = Number(d), hour = Number(h), minute = Number(mi)
   const second = Number(sec)
-  if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 59 || year < 1) {
-    return undefined
-  }
-  if (day > daysInMonth(year, month)) return undefined
+  if (year < 1 || !isCalendarTime(year, month, day, hour, minute, second)) return undefined
   // Date.UTC maps years 0–99 to 1900–1999; shift such years by 400 (same calendar) and back.
   const shift = year < 100 ? 400 : 0
   const wholeMs = Date.UTC(year + shift, month - 1, day, hour, minute, second) - (shift ? 12_622_780_800_000 : 0)
@@ -96,8 +98,7 @@ const fromCommonUtc = (s: string): Instant | null => {
   const year = digitsAt(s, 0, 4), month = digitsAt(s, 5, 2), day = digitsAt(s, 8, 2)
   const hour = digitsAt(s, 11, 2), minute = digitsAt(s, 14, 2), second = digitsAt(s, 17, 2)
   const fraction = digitsAt(s, 20, fracLength)
-  if (year < 1000 || fraction < 0 || month < 1 || month > 12 || day < 1 || hour < 0 || hour > 23) return null
-  if (minute < 0 || minute > 59 || second < 0 || second > 59 || day > daysInMonth(year, month)) return null
+  if (year < 1000 || fraction < 0 || !isCalendarTime(year, month, day, hour, minute, second)) return null
   const micros = Date.UTC(year, month - 1, day, hour, minute, second) * 1000 +
     (fracLength === 6 ? fraction : fraction * 1000)
   const iso = n === 27 ? s : fracLength === 6 ? `${s.slice(0, 26)}Z` : `${s.slice(0, 23)}000Z`

@@ -35,13 +35,13 @@ export const applyChanges = (sql: SqlClient.SqlClient, changes: RowChanges, opti
     const { users, groups, participants, sessionUpserts, stamps, appended, touches, rejections, accepted } = changes
     const { exact } = options
     // Exact: a session upserted here is written with its touch folded in (one row version instead of two), and
-    // only the other touched sessions are left for the touch.
+    // only the other touched sessions are left for the touch. Otherwise it is written as of its upsert, and every
+    // touch follows.
     const touchOf = new Map(exact ? touches.map((t) => [t.redisSessionId, t]) : [])
+    const upserted = new Set(sessionUpserts.map((r) => r.redisSessionId))
     if (sessionUpserts.length > 0) {
       const json = rows(sessionUpserts.map((r) => {
-        // Exact: the row is written as the batch leaves it. Otherwise as of its upsert (the touch follows).
         const t = touchOf.get(r.redisSessionId)
-        touchOf.delete(r.redisSessionId)
         return {
           id: r.id,
           rsid: r.redisSessionId,
@@ -99,7 +99,7 @@ export const applyChanges = (sql: SqlClient.SqlClient, changes: RowChanges, opti
         WHERE s.redis_session_id = d.rsid AND s.last_seq < d.seq`
     }
     const inserted = exact
-      ? yield* insertExact(sql, appended, Array.from(touchOf.values()))
+      ? yield* insertExact(sql, appended, touches.filter((t) => !upserted.has(t.redisSessionId)))
       : yield* insertDeduplicated(sql, appended, touches)
     if (rejections.length > 0) {
       const json = rows(rejections.map((r) => ({
