@@ -12,7 +12,8 @@
 // falls back to polling every --poll-ms for new messages, a load of its own, and each figure may be up to that plus
 // one query late. A script that prints figures, not a test: the machine is shared, so read them with that in mind.
 import { execFileSync, spawn } from "node:child_process"
-import { readFileSync, statSync } from "node:fs"
+import { readdirSync, readFileSync, statSync } from "node:fs"
+import net from "node:net"
 import path from "node:path"
 import { fileURLToPath } from "node:url"
 import { createRequire } from "node:module"
@@ -104,6 +105,65 @@ const peakRss = () => {
     return NaN
   }
 }
+/** CPU seconds used so far by every PostgreSQL and Redis process on the machine (user + system, from /proc). */
+const othersCpu = () => {
+  const total = { postgres: 0, redis: 0 }
+  for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+      const name = /\(([^)]*)\)/.exec(stat)[1]
+      const kind = name.startsWith("postgres") ? "postgres" : name.startsWith("redis-server") ? "redis" : undefined
+      if (kind === undefined) continue
+      const fields = stat.split(") ")[1].split(" ")
+      total[kind] += (Number(fields[11]) + Number(fields[12])) / 100
+    } catch {
+      // the process ended meanwhile
+    }
+  }
+  return total
+}
+/**
+ * The app's writes, sent as raw RESP on a connection of their own: a pipelined command costs ioredis tens of
+ * microseconds of this process's CPU, which the daemon, PostgreSQL and Redis share on this machine (at 5,000
+ * updates/s, ioredis took 0.45 of a core). The bytes Redis receives are the same. `send` resolves when Redis has
+ * answered every command sent so far; an error reply fails the bench.
+ */
+const rawWriter = async (url) => {
+  const u = new URL(url)
+  if (u.protocol !== "redis:") throw new Error(`bench/live writes over plain TCP; REDIS_URL is ${u.protocol}//…`)
+  const socket = net.connect({ host: u.hostname, port: Number(u.port || 6379) })
+  socket.setNoDelay(true)
+  await new Promise((resolve, reject) => socket.once("connect", resolve).once("error", reject))
+  let awaited = 0
+  let answered = 0
+  let waiter
+  let failure
+  socket.on("data", (chunk) => {
+    for (let i = chunk.indexOf(10); i >= 0; i = chunk.indexOf(10, i + 1)) answered++
+    if (chunk[0] === 45 || chunk.includes("\r\n-")) failure ??= new Error(`Redis refused a write: ${chunk.toString().slice(0, 200)}`)
+    if (waiter !== undefined && (answered >= awaited || failure)) waiter()
+  })
+  const encode = (args) => {
+    let out = `*${args.length}\r\n`
+    for (const a of args) out += `$${Buffer.byteLength(a)}\r\n${a}\r\n`
+    return out
+  }
+  // Replies to these commands are single lines (+OK, :n, -error), so counting line ends counts replies.
+  const send = (commands) => {
+    awaited += commands.length
+    socket.write(commands.map(encode).join(""))
+    return new Promise((resolve, reject) => {
+      const check = () => (failure ? reject(failure) : answered >= awaited ? resolve() : (waiter = check))
+      waiter = undefined
+      check()
+    })
+  }
+  const preamble = []
+  if (u.password) preamble.push(u.username ? ["AUTH", decodeURIComponent(u.username), decodeURIComponent(u.password)] : ["AUTH", decodeURIComponent(u.password)])
+  if (u.pathname.length > 1) preamble.push(["SELECT", u.pathname.slice(1)])
+  if (preamble.length > 0) await send(preamble)
+  return { send, close: async () => socket.end() }
+}
 // Wait for the start-up sync: all K sessions in PostgreSQL.
 const t0 = Date.now()
 while (true) {
@@ -116,6 +176,7 @@ console.log(`daemon up, ${sessions} sessions synced in ${((Date.now() - t0) / 10
 
 const written = new Map() // message tag -> write time (ms)
 const lags = []
+const slices = [] // [ms since the first write, lag] per message (exact lag only)
 const firstSeq = Number((await db.query(`SELECT COALESCE(max(seq), 0)::float8 AS s FROM ${schema}.sync_log`)).rows[0].s) + 1
 let watermark = 0
 let polling = !exact
@@ -141,23 +202,27 @@ let n = 0
 const tick = 10
 const startedAt = Date.now()
 const cpuAtStart = daemonCpu()
+const othersAtStart = othersCpu()
+const ownAtStart = process.cpuUsage()
+const writer = await rawWriter(redisUrl)
 while (Date.now() - startedAt < seconds * 1000) {
   const due = Math.floor(((Date.now() - startedAt) / 1000) * rate)
-  const p = redis.pipeline()
+  const commands = []
   while (n < due) {
     const id = `s${Math.floor(Math.random() * sessions)}`
     const content = `lag ${n} ${Date.now()}`
     const message = JSON.stringify({ content, sender_id: 1 + (n % 2), timestamp: new Date().toISOString() })
     const json = docs.get(id).slice(0, -2) + "," + message + "]}"
     docs.set(id, json)
-    p.setex(prefix + id, 86400, json)
-    p.publish(`${prefix}updated:${id}`, id)
+    commands.push(["SETEX", prefix + id, "86400", json], ["PUBLISH", `${prefix}updated:${id}`, id])
     written.set(content, Date.now())
     n++
   }
-  if (p.length > 0) await p.exec()
+  if (commands.length > 0) await writer.send(commands)
   await new Promise((r) => setTimeout(r, tick))
 }
+await writer.close()
+const writerCpu = process.cpuUsage(ownAtStart)
 const writtenSecs = (Date.now() - startedAt) / 1000
 console.log(`wrote ${n.toLocaleString()} updates in ${writtenSecs.toFixed(1)} s (${Math.round(n / writtenSecs).toLocaleString()}/s); draining up to ${drain} s ...`)
 const drainStart = Date.now()
@@ -175,6 +240,7 @@ if (exact) {
     const at = written.get(r.content)
     if (at !== undefined) {
       lags.push(Number(r.at) - at)
+      slices.push([at - startedAt, Number(r.at) - at])
       lastCommit = Math.max(lastCommit, Number(r.at))
       written.delete(r.content)
     }
@@ -188,6 +254,7 @@ polling = false
 await poll
 const rss = peakRss()
 const cpuUsed = daemonCpu() - cpuAtStart
+const othersUsed = othersCpu()
 daemon.kill("SIGTERM")
 const exitCode = await new Promise((r) => daemon.on("exit", (code) => r(code)))
 
@@ -197,9 +264,24 @@ console.log(`\n== live, ${rate}/s for ${seconds} s over ${sessions} sessions`)
 console.log(`arrived: ${lags.length.toLocaleString()} of ${n.toLocaleString()} (${written.size} missing; the last arrived ${drained.toFixed(1)} s after the writes ended)`)
 const ms = (x) => Math.round(x)
 console.log(`lag ms (${exact ? "commit timestamps" : `polled every ${pollMs} ms`}): p50 ${ms(q(0.5))}, p99 ${ms(q(0.99))}, max ${ms(lags[lags.length - 1])}`)
+if (slices.length > 0 && seconds >= 20) {
+  // Where in the run the tail lies: the start (caches warming up), or spread over it (pauses, load).
+  const width = seconds >= 60 ? 10_000 : 5_000
+  const parts = []
+  for (let from = 0; from < seconds * 1000; from += width) {
+    const part = slices.filter(([t]) => t >= from && t < from + width).map(([, l]) => l).sort((a, b) => a - b)
+    if (part.length > 0) parts.push(`${from / 1000}–${(from + width) / 1000} s ${ms(part[Math.floor(0.99 * part.length)])}`)
+  }
+  console.log(`p99 lag ms by time of write: ${parts.join(", ")}`)
+}
 console.log(`daemon peak RSS ${Math.round(rss)} MB; exit code after SIGTERM ${exitCode}`)
 // Steadier than lag on a shared machine: what the daemon's own work costs, per update written.
 console.log(`daemon CPU from the first write to the end of the drain: ${cpuUsed.toFixed(1)} s, ${Math.round((cpuUsed * 1e6) / n)} µs per update`)
+const perCore = (cpu) => (cpu / ((Date.now() - startedAt) / 1000)).toFixed(2)
+console.log(
+  `CPU in cores over the run (writes and drain): daemon ${perCore(cpuUsed)}, PostgreSQL ${perCore(othersUsed.postgres - othersAtStart.postgres)}, ` +
+    `Redis ${perCore(othersUsed.redis - othersAtStart.redis)}, this bench (the writer) ${((writerCpu.user + writerCpu.system) / 1e6 / writtenSecs).toFixed(2)} while writing`
+)
 if (process.env.BENCH_SHOW_LOG) console.log(daemonLog.split("\n").filter((l) => l.includes(process.env.BENCH_SHOW_LOG)).join("\n"))
 if (written.size > 0 || exitCode !== 0) console.log(`daemon log tail:\n${daemonLog.split("\n").slice(-15).join("\n")}`)
 await db.query(`DROP SCHEMA ${schema} CASCADE`)
