@@ -11,6 +11,7 @@ import type { CommittedEvent, GoneKind, Source, SyncEvent } from "../core/Events
 import { project } from "../core/Project.js"
 import { applyChanges, MESSAGE_KEY_CONSTRAINT } from "./Projection.js"
 import { classify, type PgError, transaction } from "./PgError.js"
+import { SessionCache } from "./SessionCache.js"
 
 /**
  * The hash of the value a session stands at: its standing rejection's, or else its last synced one while it
@@ -78,38 +79,32 @@ const isDuplicateMessage = (e: PgError): boolean => {
 const KEY_CACHE_LIMIT = 400_000
 
 /**
+ * How long a cached session must have gone unused before a new one may take its room (see `SessionCache`): longer
+ * than an overloaded pipeline takes to come round to a session again.
+ */
+const MIN_IDLE_MS = 60_000
+
+/**
  * The message keys of recently written sessions, each valid for one `sessions.last_seq`: the live path re-reads a
  * session for every new message, and loading all its keys from PostgreSQL each time was the largest part of a
  * live write. An entry whose `last_seq` is not the projection's (another writer, a replica, a rebuild) is
- * ignored and reloaded. Least recently used sessions go first once `limit` keys are held.
+ * ignored and reloaded. At most `limit` keys are held (see `SessionCache` for which sessions).
  */
 const makeKeyCache = (limit: number) => {
-  const entries = new Map<string, { readonly lastSeq: number; readonly keys: ReadonlySet<string> }>()
-  let size = 0
+  const entries = new SessionCache<{ readonly lastSeq: number; readonly keys: ReadonlySet<string> }>(limit, MIN_IDLE_MS)
   // The projection the entries were read from: a rebuild swaps in new tables with the same last seqs but
   // possibly other messages (that is what a rebuild is for), so its entries are all dropped then.
   let projection: string | null = null
-  const drop = (id: string) => {
-    const e = entries.get(id)
-    if (e !== undefined) {
-      size -= e.keys.size
-      entries.delete(id)
-    }
-  }
   return {
     /** Forgets everything when `table` (the `sessions` table's oid) is not the one the entries came from. */
     bindTo: (table: string) => {
       if (table === projection) return
       entries.clear()
-      size = 0
       projection = table
     },
     get: (id: string, lastSeq: number): ReadonlySet<string> | undefined => {
       const e = entries.get(id)
-      if (e === undefined || e.lastSeq !== lastSeq) return undefined
-      entries.delete(id)
-      entries.set(id, e)
-      return e.keys
+      return e === undefined || e.lastSeq !== lastSeq ? undefined : e.keys
     },
     remember: (committed: ReadonlyArray<CommittedEvent>, before: ReadonlyMap<string, ReadonlySet<string>>) => {
       const last = new Map<string, { seq: number; added: Array<string> }>()
@@ -124,14 +119,7 @@ const makeKeyCache = (limit: number) => {
         const keys = before.get(id) as Set<string> | undefined
         if (keys === undefined) continue
         for (const k of added) keys.add(k)
-        drop(id)
-        if (keys.size > limit / 10) continue
-        entries.set(id, { lastSeq: seq, keys })
-        size += keys.size
-      }
-      for (const id of entries.keys()) {
-        if (size <= limit) break
-        drop(id)
+        entries.set(id, { lastSeq: seq, keys }, keys.size)
       }
     }
   }
@@ -143,37 +131,26 @@ const KEY_MEMO_LIMIT = 400_000
 /**
  * Per session, the keys of its last decoded snapshot (`MessageKey.KeyMemo`): a live update re-reads a whole
  * session, and serialising and hashing every old message's identity again was the largest part of decoding it.
- * Entries never go stale (a key depends only on the identity); least recently used sessions go first past `limit`.
+ * Entries never go stale (a key depends only on the identity). At most `limit` messages are held, counting one
+ * more per session (see `SessionCache` for which sessions); a session turned away gets a memo of its own that
+ * is not kept.
  */
 const makeKeyMemos = (limit: number) => {
-  const entries = new Map<string, { readonly memo: KeyMemo; size: number }>()
-  let total = 0
+  const entries = new SessionCache<KeyMemo>(limit, MIN_IDLE_MS)
   return {
     of: (id: string): KeyMemo => {
-      let e = entries.get(id)
-      if (e === undefined) e = { memo: new KeyMemo(), size: 0 }
-      else entries.delete(id)
-      entries.set(id, e)
-      return e.memo
+      const held = entries.get(id)
+      if (held !== undefined) return held
+      const memo = new KeyMemo()
+      entries.set(id, memo, 1)
+      return memo
     },
-    /** Accounts for what the memos of `ids` grew by, and forgets the oldest sessions past the limit. */
+    /** Accounts for what the memos of `ids` grew by. */
     settle: (ids: Iterable<string>) => {
       for (const id of ids) {
-        const e = entries.get(id)
-        if (e === undefined) continue
+        const memo = entries.get(id)
         // An entry counts one more than its keys: a session with no message still takes room.
-        total += e.memo.size + 1 - e.size
-        e.size = e.memo.size + 1
-        // One huge session would evict every other: it is not memoised.
-        if (e.size > limit / 10) {
-          total -= e.size
-          entries.delete(id)
-        }
-      }
-      for (const [id, e] of entries) {
-        if (total <= limit) break
-        total -= e.size
-        entries.delete(id)
+        if (memo !== undefined) entries.set(id, memo, memo.size + 1)
       }
     }
   }
