@@ -4,9 +4,10 @@
  *
  * Past its limit, plain LRU evicts the least recently used entry. That holds nothing useful when sessions come
  * round in a cycle longer than the cache can hold, which is what an overloaded live pipeline does (each batch
- * takes the sessions that have waited longest): every entry is evicted just before it is needed again. Measured
- * in `bench/live` at 20,000 updates/s over 10,000 sessions (600,000 keys against 400,000): LRU hit almost
- * nothing, and the writer reloaded keys from PostgreSQL and hashed whole sessions again.
+ * takes the sessions that have waited longest): every entry is evicted just before it is needed again, and the
+ * writer reloads keys from PostgreSQL and hashes whole sessions again. In `bench/live`'s burst (20,000 updates/s
+ * for 30 s over 10,000 sessions: 600,000 keys against 400,000), the last message arrived 11.0 s after the writes
+ * ended with LRU, 8.2 s with this policy, and 7.1 s with caches large enough for everything (one run each).
  *
  * So a new session evicts only entries idle for at least `minIdleMs`; while the entries are all in use, a new
  * session is turned away and the cache keeps the sessions it holds (a cycle then hits in proportion to the
