@@ -141,8 +141,7 @@ const instant = (
   return null
 }
 
-/** A message's fields other than its key. */
-export type MessageDetails = Omit<SnapshotMessage, "key">
+type MessageDetails = Omit<SnapshotMessage, "key">
 
 /** The sender's external id, or null when absent or not an id (the details say why). */
 const senderOf = (senderId: unknown): string | null => {
@@ -212,31 +211,6 @@ export const decodeSnapshot = (
   known: ReadonlySet<string> = new Set(),
   memo?: KeyMemo
 ): Either.Either<Snapshot, Rejection> => {
-  const parts = decodeParts(sessionId, raw, known, memo)
-  return Either.isLeft(parts) ? Either.left(parts.left) : Either.right(assemble(sessionId, parts.right, known)!)
-}
-
-/**
- * A session decoded except for the choice of which messages are known: what `decodeSnapshot` computes before
- * it assembles the `Snapshot`, in plain data (it crosses to and from a worker thread: see `sync/Decoder.ts`).
- * `details[i]` is there for each message whose key was not in the `known` set given to `decodeParts`;
- * `messageWarnings` holds the warnings that decoding them gave, by index, and `head` those given before.
- */
-export interface SnapshotParts {
-  readonly meta: SessionMeta
-  readonly head: ReadonlyArray<string>
-  readonly keys: ReadonlyArray<string>
-  readonly details: ReadonlyArray<MessageDetails | null>
-  readonly messageWarnings: ReadonlyArray<readonly [index: number, warnings: ReadonlyArray<string>]>
-}
-
-/** The first part of `decodeSnapshot`: everything, with message details only for keys not in `known`. */
-export const decodeParts = (
-  sessionId: string,
-  raw: string,
-  known: ReadonlySet<string>,
-  memo?: KeyMemo
-): Either.Either<SnapshotParts, Rejection> => {
   let doc: unknown
   try {
     doc = JSON.parse(raw)
@@ -288,38 +262,11 @@ export const decodeParts = (
   }
   const rawMessages = (d.messages ?? []) as ReadonlyArray<unknown>
   const keys = messageKeys(sessionId, rawMessages.map(identityOf), memo)
-  const messageWarnings: Array<readonly [number, ReadonlyArray<string>]> = []
-  const own: Array<string> = []
-  const details = rawMessages.map((m, i) => {
-    if (known.has(keys[i]!)) return null
-    const message = messageDetails(m, i, own)
-    if (own.length > 0) messageWarnings.push([i, own.splice(0)])
-    return message
+  const messages = rawMessages.map((m, i): SnapshotMessage => {
+    const key = keys[i]!
+    if (known.has(key)) return { key, sender: null, content: null, sentAt: null, extra: null }
+    const d = messageDetails(m, i, warnings)
+    return { key, sender: d.sender, content: d.content, sentAt: d.sentAt, extra: d.extra }
   })
-  return Either.right({ meta, head: warnings, keys, details, messageWarnings })
-}
-
-/**
- * The `Snapshot` of `parts` for a projection that holds the keys `known`: messages it holds are identified only
- * (see `decodeSnapshot`). Undefined when a message it does not hold has no details in `parts` (they were decoded
- * against another `known`): the caller decodes the value again.
- */
-export const assemble = (sessionId: string, parts: SnapshotParts, known: ReadonlySet<string>): Snapshot | undefined => {
-  const warnings = [...parts.head]
-  let next = 0
-  const messages = new Array<SnapshotMessage>(parts.keys.length)
-  for (let i = 0; i < parts.keys.length; i++) {
-    const key = parts.keys[i]!
-    if (known.has(key)) {
-      messages[i] = { key, sender: null, content: null, sentAt: null, extra: null }
-      continue
-    }
-    const d = parts.details[i]
-    if (d === null || d === undefined) return undefined
-    messages[i] = { key, sender: d.sender, content: d.content, sentAt: d.sentAt, extra: d.extra }
-    while (next < parts.messageWarnings.length && parts.messageWarnings[next]![0] < i) next++
-    const own = parts.messageWarnings[next]
-    if (own !== undefined && own[0] === i) for (const w of own[1]) warnings.push(w)
-  }
-  return { sessionId, meta: parts.meta, messages, warnings }
+  return Either.right({ sessionId, meta, messages, warnings })
 }

@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Either } from "effect"
 import { readdirSync, readFileSync } from "node:fs"
-import { assemble, canonicalInteger, decodeParts, decodeSnapshot, type Rejection, type Snapshot } from "../../src/core/Snapshot.js"
+import { canonicalInteger, decodeSnapshot, type Rejection, type Snapshot } from "../../src/core/Snapshot.js"
 
 const FIXTURES = new URL("../../../shared/fixtures/", import.meta.url)
 const fixture = (path: string): string => readFileSync(new URL(path, FIXTURES), "utf8")
@@ -409,69 +409,6 @@ describe("Snapshot.canonicalInteger", () => {
       const bad of [3.5, Number.NaN, 2 ** 53, "9223372036854775808", "-9223372036854775809", "1e3", "0x10", "", "abc", null, true]
     ) {
       assert.strictEqual(canonicalInteger(bad), undefined, String(bad))
-    }
-  })
-})
-
-describe("Snapshot.decodeParts and assemble (decoding split across threads)", () => {
-  // A value with warnings everywhere: NUL characters (cleaned over the whole document), metadata kept raw, and
-  // messages whose sender and timestamp are not readable, among plain ones.
-  const noisy = JSON.stringify({
-    session_id: "s-1",
-    topic: "a\u0000b",
-    group_id: "not a group",
-    created_at: "yesterday",
-    messages: [
-      { content: "plain", sender_id: 1, timestamp: "2025-06-01T10:00:00Z" },
-      { content: "odd sender", sender_id: { nested: true }, timestamp: "2025-06-01T10:00:01Z" },
-      { content: "odd time", sender_id: 2, timestamp: "soon" },
-      "just a string",
-      { content: "nul\u0000inside", sender_id: 1, timestamp: "2025-06-01T10:00:02Z", __proto__x: 1 },
-      { content: "plain", sender_id: 1, timestamp: "2025-06-01T10:00:00Z" }
-    ]
-  })
-  const values = [...sessionFiles.map((f) => fixture(`sessions/${f}`)), noisy]
-
-  /** Deterministic subsets: bit `i` of `mask` (cycled) picks key `i`. */
-  const subset = (keys: ReadonlyArray<string>, mask: number) => new Set(keys.filter((_, i) => ((mask >> (i % 8)) & 1) === 1))
-
-  it("give decodeSnapshot's snapshot whenever the details needed were decoded, and say so when not", () => {
-    let compared = 0
-    let refused = 0
-    for (const raw of values) {
-      const keys = decoded("s-1", raw).messages.map((m) => m.key)
-      for (const previousMask of [0, 0b10101010, 0b01100110, 255]) {
-        const previous = subset(keys, previousMask)
-        const parts = decodeParts("s-1", raw, previous)
-        if (Either.isLeft(parts)) return assert.fail(parts.left.reason)
-        // As a worker thread would hand it over.
-        const crossed = structuredClone(parts.right)
-        for (const knownMask of [0, 0b10101010, 0b11110000, 255]) {
-          const known = subset(keys, knownMask)
-          const expected = decodeSnapshot("s-1", raw, known)
-          if (Either.isLeft(expected)) return assert.fail(expected.left.reason)
-          const needed = keys.every((k) => known.has(k) || !previous.has(k))
-          const got = assemble("s-1", crossed, known)
-          if (needed) {
-            assert.deepStrictEqual(got, expected.right)
-            compared++
-          } else {
-            assert.isUndefined(got)
-            refused++
-          }
-        }
-      }
-    }
-    assert.isAbove(compared, 40)
-    assert.isAbove(refused, 10)
-  })
-
-  it("reject what decodeSnapshot rejects, with the same reason", () => {
-    for (const f of rejectedFiles) {
-      const raw = fixture(`rejected/${f}`)
-      const parts = decodeParts("s-1", raw, new Set())
-      assert.isTrue(Either.isLeft(parts), f)
-      assert.deepStrictEqual(parts, Either.left(rejected(raw)))
     }
   })
 })
