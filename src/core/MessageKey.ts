@@ -58,11 +58,27 @@ const same = (a: Identity, b: Identity): boolean => {
   return true
 }
 
-/** Every key from scratch: equal identities (as JSON) get successive occurrence numbers. */
+/**
+ * Every key from scratch: equal identities (as JSON) get successive occurrence numbers. Up to `LINEAR_LIMIT`
+ * identities that compare by value are counted by comparing them pairwise (cheap: two messages usually differ in
+ * their first characters); beyond, or with values JSON alone can compare, with a map of their JSON, whose
+ * hashing of every serialised message was a third of the cost of keying it.
+ */
 const fresh = (session: string, identities: ReadonlyArray<Identity>) => {
+  const n = identities.length
+  const keys = new Array<string>(n)
+  const occurrences = new Array<number>(n)
+  if (n <= LINEAR_LIMIT && identities.every(comparable)) {
+    for (let i = 0; i < n; i++) {
+      const identity = identities[i]!
+      let occurrence = 0
+      for (let j = 0; j < i; j++) if (same(identities[j]!, identity)) occurrence++
+      keys[i] = digest(`${session}|${JSON.stringify(identity)}|${occurrence}`)
+      occurrences[i] = occurrence
+    }
+    return { keys, occurrences }
+  }
   const seen = new Map<string, number>()
-  const keys = new Array<string>(identities.length)
-  const occurrences = new Array<number>(identities.length)
   identities.forEach((identity, i) => {
     const tuple = JSON.stringify(identity)
     const occurrence = seen.get(tuple) ?? 0

@@ -75,6 +75,32 @@ describe("MessageKey.messageKeys", () => {
     }), { numRuns: 500 })
   })
 
+  it("any snapshot keys as the definition says: SHA-256 of (session, identity as JSON, occurrence of that JSON)", () => {
+    // Written here from the definition (DESIGN §3), independently of the module's shortcuts: occurrences are
+    // counted by JSON, as the module does beyond 32 messages or with values only JSON can compare.
+    const definition = (session: string, identities: ReadonlyArray<ReadonlyArray<unknown>>) => {
+      const seen = new Map<string, number>()
+      return identities.map((identity) => {
+        const tuple = JSON.stringify(identity)
+        const occurrence = seen.get(tuple) ?? 0
+        seen.set(tuple, occurrence + 1)
+        return createHash("sha256").update(`${JSON.stringify(session)}|${tuple}|${occurrence}`).digest("hex").slice(0, 32)
+      })
+    }
+    const identity = FastCheck.oneof(
+      FastCheck.tuple(
+        FastCheck.constantFrom("1", "2", null),
+        FastCheck.constantFrom("t0", "t1", 5, -0, 0, null, Infinity, -Infinity, true),
+        FastCheck.constantFrom("ok", "hi", "", null, "ok\u2028")
+      ),
+      FastCheck.tuple(FastCheck.constant("id"), FastCheck.constantFrom("a", "b")),
+      FastCheck.tuple(FastCheck.constant("1"), FastCheck.constant({ at: 1 }), FastCheck.constant("obj"))
+    )
+    FastCheck.assert(FastCheck.property(FastCheck.array(identity, { maxLength: 40 }), (identities) => {
+      assert.deepStrictEqual(messageKeys("s:1", identities), definition("s:1", identities))
+    }), { numRuns: 1000 })
+  })
+
   it("the key is 128 bits of SHA-256 of (session id, identity tuple, occurrence): a stored identity never changes", () => {
     const expected = createHash("sha256")
       .update(`"s-1"|["1","2025-06-01T10:00:00Z","hi"]|0`)
