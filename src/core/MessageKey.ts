@@ -59,6 +59,26 @@ const same = (a: Identity, b: Identity): boolean => {
 }
 
 /**
+ * Keys (and occurrence numbers) of `identities[from..]`, written into `keys` and `occurrences`: each identity is
+ * numbered by the equal ones before it, compared by value (all must be `comparable`).
+ */
+const keyByValue = (
+  session: string,
+  identities: ReadonlyArray<Identity>,
+  from: number,
+  keys: Array<string>,
+  occurrences: Array<number>
+): void => {
+  for (let i = from; i < identities.length; i++) {
+    const identity = identities[i]!
+    let occurrence = 0
+    for (let j = 0; j < i; j++) if (same(identities[j]!, identity)) occurrence++
+    keys[i] = digest(`${session}|${JSON.stringify(identity)}|${occurrence}`)
+    occurrences[i] = occurrence
+  }
+}
+
+/**
  * Every key from scratch: equal identities (as JSON) get successive occurrence numbers. Up to `LINEAR_LIMIT`
  * identities that compare by value are counted by comparing them pairwise (cheap: two messages usually differ in
  * their first characters); beyond, or with values JSON alone can compare, with a map of their JSON, whose
@@ -69,13 +89,7 @@ const fresh = (session: string, identities: ReadonlyArray<Identity>) => {
   const keys = new Array<string>(n)
   const occurrences = new Array<number>(n)
   if (n <= LINEAR_LIMIT && identities.every(comparable)) {
-    for (let i = 0; i < n; i++) {
-      const identity = identities[i]!
-      let occurrence = 0
-      for (let j = 0; j < i; j++) if (same(identities[j]!, identity)) occurrence++
-      keys[i] = digest(`${session}|${JSON.stringify(identity)}|${occurrence}`)
-      occurrences[i] = occurrence
-    }
+    keyByValue(session, identities, 0, keys, occurrences)
     return { keys, occurrences }
   }
   const seen = new Map<string, number>()
@@ -128,16 +142,10 @@ export const messageKeys = (
   }
   // The memo keeps the identities it already held (long-lived, not garbage) and the new ones: this parse's copies
   // of the others die young.
+  keyByValue(session, identities, reused, keys, occurrences)
   const kept = new Array<Identity>(n)
   for (let i = 0; i < reused; i++) kept[i] = previous[i + shift]!
-  for (let i = reused; i < n; i++) {
-    const identity = identities[i]!
-    let occurrence = 0
-    for (let j = 0; j < i; j++) if (same(identities[j]!, identity)) occurrence++
-    keys[i] = digest(`${session}|${JSON.stringify(identity)}|${occurrence}`)
-    occurrences[i] = occurrence
-    kept[i] = identity
-  }
+  for (let i = reused; i < n; i++) kept[i] = identities[i]!
   memo.identities = kept
   memo.keys = keys
   memo.occurrences = occurrences

@@ -170,6 +170,16 @@ const insertMessagesFromLedger = (sql: SqlClient.SqlClient, appended: AppendedMe
       ON u.external_id = e.m->>'sender'
     WHERE l.seq = ANY(${appended.seqs}::bigint[]) AND l.event_type = 'messages_appended'`
 
+/** Touched sessions as one JSON parameter; with `count`, each with the messages it gains (`n`). */
+const touchRows = (touches: ReadonlyArray<TouchRow>, count?: (t: TouchRow) => number): string =>
+  rows(touches.map((t) => ({
+    rsid: t.redisSessionId,
+    seq: t.seq,
+    at: t.recordedAt,
+    hash: t.snapshotHash,
+    ...(count === undefined ? {} : { n: count(t) })
+  })))
+
 /**
  * Messages that are not there yet, then one UPDATE per touched session: its count grows by the messages
  * actually inserted, and its last seq, sync time and snapshot hash follow the batch, all in one statement.
@@ -177,12 +187,7 @@ const insertMessagesFromLedger = (sql: SqlClient.SqlClient, appended: AppendedMe
 const insertDeduplicated = (sql: SqlClient.SqlClient, appended: AppendedMessages, touches: ReadonlyArray<TouchRow>) =>
   Effect.gen(function*() {
     if (touches.length === 0) return 0
-    const touched = rows(touches.map((t) => ({
-      rsid: t.redisSessionId,
-      seq: t.seq,
-      at: t.recordedAt,
-      hash: t.snapshotHash
-    })))
+    const touched = touchRows(touches)
     const insertMessages = appended.seqs.length === 0
       ? sql`SELECT NULL::bigint AS session_id WHERE false`
       : sql`${insertMessagesFromLedger(sql, appended)}
@@ -216,13 +221,7 @@ const insertExact = (sql: SqlClient.SqlClient, appended: AppendedMessages, touch
   Effect.gen(function*() {
     if (appended.seqs.length > 0) yield* insertMessagesFromLedger(sql, appended)
     if (touches.length > 0) {
-      const touched = rows(touches.map((t) => ({
-        rsid: t.redisSessionId,
-        seq: t.seq,
-        at: t.recordedAt,
-        hash: t.snapshotHash,
-        n: appended.bySession.get(t.redisSessionId) ?? 0
-      })))
+      const touched = touchRows(touches, (t) => appended.bySession.get(t.redisSessionId) ?? 0)
       yield* sql`
         UPDATE sessions s SET
           message_count = s.message_count + d.n,
