@@ -59,8 +59,12 @@ const commitTimestamps = async () => {
   return true
 }
 const exact = await commitTimestamps()
-console.log("building dist/ ...")
-execFileSync("npm", ["run", "--silent", "build"], { cwd: root, stdio: "inherit" })
+// BENCH_NO_BUILD=1 measures dist/ as it is (e.g. patched by hand for an experiment).
+if (process.env.BENCH_NO_BUILD) console.log("using dist/ as it is (BENCH_NO_BUILD)")
+else {
+  console.log("building dist/ ...")
+  execFileSync("npm", ["run", "--silent", "build"], { cwd: root, stdio: "inherit" })
+}
 
 const schema = `live_${Date.now()}`
 const prefix = `bench:live:${Date.now()}:`
@@ -284,7 +288,8 @@ console.log(
 )
 if (process.env.BENCH_SHOW_LOG) console.log(daemonLog.split("\n").filter((l) => l.includes(process.env.BENCH_SHOW_LOG)).join("\n"))
 if (written.size > 0 || exitCode !== 0) console.log(`daemon log tail:\n${daemonLog.split("\n").slice(-15).join("\n")}`)
-await db.query(`DROP SCHEMA ${schema} CASCADE`)
+if (process.env.BENCH_KEEP_SCHEMA) console.log(`kept schema ${schema} (BENCH_KEEP_SCHEMA)`)
+else await db.query(`DROP SCHEMA ${schema} CASCADE`)
 for await (const keys of redis.scanStream({ match: `${prefix}*`, count: 1000 })) if (keys.length > 0) await redis.del(...keys)
 await db.end()
 redis.disconnect()

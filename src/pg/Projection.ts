@@ -26,6 +26,17 @@ export interface ApplyOptions {
   readonly exact: boolean
 }
 
+/**
+ * FROM-clause fragment: each of `ids` as `x.id`, with its `sessions` row as `s` and its `rejections` row as `r`
+ * (all NULL when absent), each found through its unique index. Written as plain LEFT JOINs, PostgreSQL hashed the
+ * whole `sessions` table for every batch (10 ms for 10,000 sessions against 4 ms by index for 500 ids, and the
+ * table only grows); `OFFSET 0` keeps each lookup a parameterised index scan.
+ */
+export const sessionRowsOf = (sql: SqlClient.SqlClient, ids: ReadonlyArray<string>) =>
+  sql`unnest(${ids}::text[]) AS x(id)
+        LEFT JOIN LATERAL (SELECT * FROM sessions WHERE redis_session_id = x.id OFFSET 0) s ON true
+        LEFT JOIN LATERAL (SELECT * FROM rejections WHERE redis_session_id = x.id OFFSET 0) r ON true`
+
 /** The unique constraint a message inserted twice violates. */
 export const MESSAGE_KEY_CONSTRAINT = "messages_session_id_message_key_key"
 

@@ -9,7 +9,7 @@ import { decide, type Observation, type ProjectedSession, type SessionState } fr
 import { KeyMemo } from "../core/MessageKey.js"
 import type { CommittedEvent, GoneKind, Source, SyncEvent } from "../core/Events.js"
 import { project } from "../core/Project.js"
-import { applyChanges, MESSAGE_KEY_CONSTRAINT } from "./Projection.js"
+import { applyChanges, MESSAGE_KEY_CONSTRAINT, sessionRowsOf } from "./Projection.js"
 import { classify, type PgError, transaction } from "./PgError.js"
 import { SessionCache } from "./SessionCache.js"
 
@@ -180,9 +180,7 @@ export const make = Effect.gen(function*() {
       SELECT x.id, COALESCE(r.snapshot_hash,
                CASE WHEN s.expired_at IS NULL AND s.deleted_at IS NULL AND s.evicted_at IS NULL
                     THEN s.snapshot_hash END) AS hash
-      FROM unnest(${ids}::text[]) AS x(id)
-      LEFT JOIN sessions s ON s.redis_session_id = x.id
-      LEFT JOIN rejections r ON r.redis_session_id = x.id
+      FROM ${sessionRowsOf(sql, ids)}
       WHERE s.id IS NOT NULL OR r.redis_session_id IS NOT NULL`.pipe(
       Effect.map((rows) => new Map(rows.flatMap((r) => (r.hash === null ? [] : [[r.id, r.hash] as const])))),
       Effect.mapError(classify)
@@ -205,9 +203,7 @@ export const make = Effect.gen(function*() {
                     WHEN greatest(s.expired_at, s.deleted_at, s.evicted_at) = s.deleted_at THEN 'deleted'
                     ELSE 'evicted' END AS gone,
                r.snapshot_hash AS rejected_hash, 'sessions'::regclass::oid::text AS projection
-        FROM unnest(${ids}::text[]) AS x(id)
-        LEFT JOIN sessions s ON s.redis_session_id = x.id
-        LEFT JOIN rejections r ON r.redis_session_id = x.id`
+        FROM ${sessionRowsOf(sql, ids)}`
       if (rows.length > 0) keyCache.bindTo(rows[0]!.projection)
       // Message keys are needed for the sessions that exist and that `decide` will look into: all but those
       // whose value is the one last synced while nothing happened since (not rejected, not gone, not forced).
@@ -260,9 +256,10 @@ export const make = Effect.gen(function*() {
 
   const append = (events: ReadonlyArray<SyncEvent>, source: (sessionId: string) => Source) =>
     Effect.gen(function*() {
+      // The scalar subqueries run once per statement; called per row, pg_get_serial_sequence was 10 µs a row.
       const seqRows = yield* sql<{ seq: string; at: string }>`
-        SELECT nextval(pg_get_serial_sequence('sync_log', 'seq'))::text AS seq,
-               to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at
+        SELECT nextval((SELECT pg_get_serial_sequence('sync_log', 'seq'))::regclass)::text AS seq,
+               (SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')) AS at
         FROM generate_series(1, ${events.length})`
       const seqs = seqRows.map((r) => Number(r.seq)).sort((a, b) => a - b)
       const recordedAt = seqRows[0]!.at

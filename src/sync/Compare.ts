@@ -15,6 +15,7 @@
 import { SqlClient } from "@effect/sql"
 import { Effect, Stream } from "effect"
 import { classify as classifyPg, type PgError } from "../pg/PgError.js"
+import { sessionRowsOf } from "../pg/Projection.js"
 import type { RedisError } from "../redis/RedisError.js"
 import { SessionSource } from "../redis/SessionSource.js"
 import { hashOf } from "./Observe.js"
@@ -132,9 +133,7 @@ export const compare = (
         SELECT x.id, s.snapshot_hash AS session_hash, s.id IS NOT NULL AS has_session,
                (s.expired_at IS NOT NULL OR s.deleted_at IS NOT NULL OR s.evicted_at IS NOT NULL) AS gone,
                r.redis_session_id IS NOT NULL AS has_rejection, r.snapshot_hash AS rejected_hash
-        FROM unnest(${ids}::text[]) AS x(id)
-        LEFT JOIN sessions s ON s.redis_session_id = x.id
-        LEFT JOIN rejections r ON r.redis_session_id = x.id`.pipe(Effect.mapError(classifyPg))
+        FROM ${sessionRowsOf(sql, ids)}`.pipe(Effect.mapError(classifyPg))
 
     yield* redis.scan(options.scanCount).pipe(
       Stream.map((page) => page.filter((id) => !seen.has(id))),
