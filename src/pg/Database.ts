@@ -61,6 +61,26 @@ export const describeUrl = (url: Redacted.Redacted<string>): string => {
 }
 
 /**
+ * Connection settings whose search path is `schema` alone. Not `schema, public`: a table missing from `schema`
+ * would then resolve to `public`'s, so a process given a new `PG_SCHEMA` would find the tables (and the applied
+ * migrations) of whatever an earlier run left in `public`, and write there. Server options already in the URL
+ * (`?options=-c …`) are kept: `pg` lets the URL's `options` replace the pool's, so they are merged here.
+ */
+export const boundTo = (url: string, schema: string): { connectionString: string; options: string } => {
+  const searchPath = `-c search_path=${quoteIdent(schema)}`
+  let parsed: URL
+  try {
+    parsed = new URL(url)
+  } catch {
+    return { connectionString: url, options: searchPath }
+  }
+  const given = parsed.searchParams.get("options")
+  if (given === null) return { connectionString: url, options: searchPath }
+  parsed.searchParams.delete("options")
+  return { connectionString: parsed.toString(), options: `${given} ${searchPath}` }
+}
+
+/**
  * `SqlClient` (and `PgClient`) over a pool bound to `options.schema`. Fails with a `connection` `PgError` that
  * names the server when PostgreSQL cannot be reached within the connect timeout.
  */
@@ -71,11 +91,10 @@ export const layer = (options: DatabaseOptions) =>
       Effect.gen(function*() {
         const timeout = Duration.toMillis(options.connectTimeout ?? "5 seconds")
         const pool = new Pg.Pool({
-          connectionString: Redacted.value(options.url),
+          ...boundTo(Redacted.value(options.url), options.schema),
           max: options.maxConnections,
           connectionTimeoutMillis: timeout,
-          application_name: options.applicationName ?? "redis-pg-sync",
-          options: `-c search_path=${quoteIdent(options.schema)},public`
+          application_name: options.applicationName ?? "redis-pg-sync"
         })
         pool.on("error", () => {})
         yield* Effect.tryPromise({
