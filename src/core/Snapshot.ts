@@ -77,13 +77,31 @@ const preview = (value: unknown): string => {
   return s.length > 60 ? s.slice(0, 57) + "..." : s
 }
 
-/** PostgreSQL text cannot hold U+0000; it is the one character we replace (with U+FFFD), and we say so. */
+/**
+ * PostgreSQL text and jsonb cannot hold U+0000, nor a lone UTF-16 surrogate (JSON may escape one, `"\ud83d"`:
+ * half an emoji, as a writer that cuts strings by UTF-16 units leaves). These are the only characters we
+ * replace (with U+FFFD), and we say so: a message that keeps its other characters is not lost.
+ */
 const NUL = /\u0000/g
-const clean = (s: string, where: string, warnings: Array<string>): string => {
-  if (!s.includes("\u0000")) return s
-  warnings.push(`${where}: NUL characters replaced with U+FFFD`)
-  return s.replace(NUL, "\uFFFD")
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g
+export const storable = (s: string): string => s.replace(NUL, "\uFFFD").replace(LONE_SURROGATE, "\uFFFD")
+/** What `storable` would replace in `s`, in words, or null when nothing. */
+const unstorableIn = (s: string): string | null => {
+  const nul = s.includes("\u0000")
+  const lone = /[\uD800-\uDFFF]/.test(s) && s.replace(LONE_SURROGATE, "") !== s
+  return nul && lone ? "NUL characters and lone surrogates" : nul ? "NUL characters" : lone ? "lone surrogates" : null
 }
+
+const clean = (s: string, where: string, warnings: Array<string>): string => {
+  const what = unstorableIn(s)
+  if (what === null) return s
+  warnings.push(`${where}: ${what} replaced with U+FFFD`)
+  return storable(s)
+}
+
+/** Whether the raw JSON may decode to characters `clean` replaces: a `\u0000` escape or a surrogate escape. */
+const mayNeedCleaning = (raw: string): boolean =>
+  raw.includes("\\u0000") || raw.includes("\\ud") || raw.includes("\\uD")
 
 const text = (value: unknown, where: string, warnings: Array<string>): string | null => {
   if (value === undefined || value === null) return null
@@ -92,8 +110,9 @@ const text = (value: unknown, where: string, warnings: Array<string>): string | 
 }
 
 /**
- * Replaces NUL in every string of a parsed document, keys included (PostgreSQL's text and jsonb refuse it
- * anywhere), with one warning per place. Only called when the raw JSON has a `\u0000` escape: rare.
+ * Replaces NUL and lone surrogates in every string of a parsed document, keys included (PostgreSQL's text and
+ * jsonb refuse them anywhere), with one warning per place. Only called when the raw JSON has an escape that can
+ * produce one (`mayNeedCleaning`): rare.
  */
 const cleanDeep = (value: unknown, path: string, warnings: Array<string>): unknown => {
   if (typeof value === "string") return clean(value, path, warnings)
@@ -101,9 +120,9 @@ const cleanDeep = (value: unknown, path: string, warnings: Array<string>): unkno
   if (typeof value !== "object" || value === null) return value
   const out: Record<string, unknown> = {}
   for (const [k, v] of Object.entries(value)) {
-    const key = k.replace(NUL, "\uFFFD")
+    const key = storable(k)
     const keyPath = path === "" ? key : `${path}.${key}`
-    if (key !== k) warnings.push(`${keyPath} (a key): NUL characters replaced with U+FFFD`)
+    if (key !== k) warnings.push(`${keyPath} (a key): ${unstorableIn(k)} replaced with U+FFFD`)
     Object.defineProperty(out, key, {
       value: cleanDeep(v, keyPath, warnings),
       enumerable: true,
@@ -225,7 +244,7 @@ export const decodeSnapshot = (
     return Either.left({ reason: `"messages" is ${describe(rawList)}, not an array` })
   }
   const warnings: Array<string> = []
-  const d = raw.includes("\\u0000") ? (cleanDeep(doc, "", warnings) as Record<string, unknown>) : doc as Record<string, unknown>
+  const d = mayNeedCleaning(raw) ? (cleanDeep(doc, "", warnings) as Record<string, unknown>) : doc as Record<string, unknown>
   const c: Collected = { extra: null }
   for (const field in d) {
     if (!SESSION_FIELDS.has(field)) keep(c, field, d[field])

@@ -20,6 +20,14 @@ const CONNECTION_CODES = new Set([
   "ENETUNREACH", "EADDRNOTAVAIL"
 ])
 
+/**
+ * SQLSTATEs that say nothing about the data, only that the attempt failed and a later one may not: connection
+ * exceptions (08), insufficient resources (53), operator intervention (57P: shutdown, crash recovery), a statement
+ * cancelled or timed out (57014), a lock not granted in time (55P03), a read-only transaction (25006: the server
+ * is a standby, as during a failover), serialisation failures and deadlocks (40001, 40P01). Retried with backoff.
+ */
+const TRANSIENT_SQLSTATE = /^(08|53|57P|57014|55P03|25006|40001|40P01)/
+
 /** SQLSTATE of a node-postgres error, if any. */
 const sqlState = (cause: unknown): string | undefined => {
   const code = (cause as { code?: unknown } | null)?.code
@@ -41,7 +49,7 @@ export const classify = (error: unknown): PgError => {
   const detail = cause instanceof Error ? cause.message : String(cause)
   const message = code !== undefined && /^[0-9A-Z]{5}$/.test(code) ? `${detail} (SQLSTATE ${code})` : detail
   if (
-    (code !== undefined && (CONNECTION_CODES.has(code) || /^(08|53|57P|40001|40P01)/.test(code))) ||
+    (code !== undefined && (CONNECTION_CODES.has(code) || TRANSIENT_SQLSTATE.test(code))) ||
     /Connection terminated|connection timeout|Connection timed out|Client has encountered a connection error|not queryable|timeout exceeded when trying to connect/i
       .test(detail)
   ) {

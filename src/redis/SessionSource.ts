@@ -27,6 +27,9 @@ export class SessionSource extends Context.Tag("redis-pg-sync/redis/SessionSourc
 /** Escapes glob characters so a key prefix matches itself only. */
 export const globEscape = (s: string): string => s.replace(/[*?[\]\\]/g, (c) => `\\${c}`)
 
+/** Whether PostgreSQL can store `id` (a text column holds no NUL). */
+export const storableId = (id: string): boolean => !id.includes("\u0000")
+
 /** The ioredis adapter over a connected client. */
 export const make = (client: Redis, prefix: string) => {
   const pattern = `${globEscape(prefix)}*`
@@ -35,9 +38,17 @@ export const make = (client: Redis, prefix: string) => {
       Effect.tryPromise({
         try: () => client.scan(cursor, "MATCH", pattern, "COUNT", count),
         catch: (cause) => fromCause(cause, "SCAN failed")
-      }).pipe(Effect.map(([next, keys]) => {
+      }).pipe(Effect.flatMap(([next, keys]) => {
         const ids = Array.from(new Set(keys), (k) => k.slice(prefix.length))
-        return [Chunk.of(ids), next === "0" ? Option.none() : Option.some(next)] as const
+        const page = [Chunk.of(ids.filter(storableId)), next === "0" ? Option.none() : Option.some(next)] as const
+        const unstorable = ids.filter((id) => !storableId(id))
+        return unstorable.length === 0 ? Effect.succeed(page) : Effect.as(
+          Effect.logWarning(
+            `skipped ${unstorable.length} key(s) whose session id holds a NUL character, which PostgreSQL cannot ` +
+              `store: ${unstorable.slice(0, 5).map((id) => JSON.stringify(id)).join(", ")}`
+          ),
+          page
+        )
       }))).pipe(Stream.filter((page) => page.length > 0))
 
   const read = (ids: ReadonlyArray<string>) =>

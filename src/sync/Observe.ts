@@ -4,7 +4,7 @@
 import { Either } from "effect"
 import type { Observation } from "../core/Decide.js"
 import { snapshotHash } from "../core/MessageKey.js"
-import { decodeSnapshot } from "../core/Snapshot.js"
+import { decodeSnapshot, storable } from "../core/Snapshot.js"
 import type { RawSession } from "../redis/SessionSource.js"
 
 /** How much of a rejected value the ledger keeps (characters). */
@@ -42,7 +42,8 @@ export const observe = (raw: RawSession, hash: string | null = hashOf(raw)): Obs
       known.size === 0 && memo === undefined
         ? (fresh ??= decodeSnapshot(raw.sessionId, text))
         : decodeSnapshot(raw.sessionId, text, known, memo),
-    excerpt: text.slice(0, EXCERPT_LENGTH).replace(/\u0000/g, "\uFFFD"),
+    // Cut by UTF-16 units, the excerpt may end in half a surrogate pair, which jsonb refuses as much as NUL.
+    excerpt: storable(text.slice(0, EXCERPT_LENGTH)),
     length: text.length
   }
 }

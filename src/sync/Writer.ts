@@ -5,6 +5,7 @@
  */
 import { Duration, Effect, Either, Schedule } from "effect"
 import type { Observation } from "../core/Decide.js"
+import { storable } from "../core/Snapshot.js"
 import type { PgError } from "../pg/PgError.js"
 import { type BatchResult, emptyBatch, SessionStore, type SourceOf } from "../pg/SessionStore.js"
 
@@ -28,9 +29,14 @@ export const sumBatches = (a: BatchResult, b: BatchResult): BatchResult => ({
   committed: [...a.committed, ...b.committed]
 })
 
-const refused = (o: Observation, error: PgError): Observation =>
+/** `o` as a rejection for `error`; `bare`: without the excerpt of its value (in case that is what was refused). */
+const refused = (o: Observation, error: PgError, bare = false): Observation =>
   o._tag === "Snapshot"
-    ? { ...o, decode: () => Either.left({ reason: `PostgreSQL refused the session: ${error.message}` }) }
+    ? {
+      ...o,
+      decode: () => Either.left({ reason: storable(`PostgreSQL refused the session: ${error.message}`) }),
+      ...(bare ? { excerpt: "" } : {})
+    }
     : o
 
 export interface WriteOptions {
@@ -56,8 +62,21 @@ export const writeBatch = (
             const mid = Math.ceil(batch.length / 2)
             return Effect.zipWith(go(batch.slice(0, mid)), go(batch.slice(mid)), sumBatches)
           }
-          return Effect.logWarning(`session ${batch[0]!.sessionId} rejected: ${error.message}`).pipe(
-            Effect.zipRight(attempt(batch.map((o) => refused(o, error))))
+          const id = JSON.stringify(batch[0]!.sessionId)
+          // The rejection must not fail the batch in turn: if PostgreSQL refuses it too, it is written without the
+          // value's excerpt, and a session that cannot be stored even so (an id with NUL, which no text column
+          // holds) is skipped, loudly, so that the rest of the batch is still written.
+          const skipped = (last: PgError) =>
+            Effect.logError(
+              `session ${id} cannot be stored in PostgreSQL at all, not even as a rejection (${last.message}); ` +
+                "skipped"
+            ).pipe(Effect.as({ ...emptyBatch, sessions: 1 }))
+          return Effect.logWarning(`session ${id} rejected: ${error.message}`).pipe(
+            Effect.zipRight(attempt(batch.map((o) => refused(o, error)))),
+            Effect.catchIf((e) => e.reason === "data", () =>
+              attempt(batch.map((o) => refused(o, error, true))).pipe(
+                Effect.catchIf((e) => e.reason === "data", skipped)
+              ))
           )
         })
       )

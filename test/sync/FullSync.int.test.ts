@@ -3,6 +3,7 @@ import { assert, describe, expect, layer } from "@effect/vitest"
 import { Effect, Either, Fiber, Schedule } from "effect"
 import { readdirSync, readFileSync } from "node:fs"
 import * as SessionStore from "../../src/pg/SessionStore.js"
+import * as RedisClient from "../../src/redis/RedisClient.js"
 import { SessionSource } from "../../src/redis/SessionSource.js"
 import { decodeSnapshot } from "../../src/core/Snapshot.js"
 import { observe } from "../../src/sync/Observe.js"
@@ -218,6 +219,41 @@ describe("full sync on real Redis and PostgreSQL", () => {
         assert.deepStrictEqual(row!.extra, { weird: { "k\uFFFD": "a\uFFFDb" } })
         const [event] = (yield* ledger).filter((e) => e.session_id === "nul-inside")
         assert.deepStrictEqual(event!.payload.warnings, ["weird.k\uFFFD (a key): NUL characters replaced with U+FFFD", "weird.k\uFFFD: NUL characters replaced with U+FFFD"])
+      }))
+
+    it.effect("a lone surrogate escape is replaced and reported, and every message of the session is kept", () =>
+      Effect.gen(function*() {
+        // Python's json.dumps writes half an emoji this way when a string was cut between its two UTF-16 units.
+        yield* put("half-emoji", "{\"topic\": \"t\", \"messages\": [{\"content\": \"ok \\ud83d\", \"sender_id\": 1, " +
+          "\"timestamp\": \"2025-01-01T00:00:00Z\"}, {\"content\": \"fine \\ud83d\\ude00\", \"sender_id\": 2, " +
+          "\"timestamp\": \"2025-01-01T00:00:01Z\"}]}")
+        yield* syncAll()
+        assert.deepStrictEqual((yield* messagesOf("half-emoji")).map((r) => r.content), ["ok \uFFFD", "fine \u{1F600}"])
+        const [event] = (yield* ledger).filter((e) => e.session_id === "half-emoji")
+        assert.deepStrictEqual(event!.payload.warnings, ["messages[0].content: lone surrogates replaced with U+FFFD"])
+      }))
+
+    it.effect("a rejected value cut in half an emoji, and a session id PostgreSQL cannot store, leave their batch written", () =>
+      Effect.gen(function*() {
+        const { prefix } = yield* TestEnvTag
+        // Not a session ("messages" is a string); its 200-character excerpt ends between the two halves of an emoji.
+        const cut = `{"topic":"xyz","messages":"${"\u{1F600}".repeat(100)}"}`
+        yield* put("cut-emoji", cut)
+        for (let i = 0; i < 3; i++) yield* put(`beside-cut-${i}`, { topic: "fine", messages: [msg("x", 1, "2025-01-01T00:00:00Z")] })
+        const reads = yield* SessionSource.pipe(Effect.flatMap((s) => s.read(["cut-emoji", "beside-cut-0", "beside-cut-1", "beside-cut-2"])))
+        const nul = observe({ sessionId: "nul\u0000id", value: Buffer.from(JSON.stringify({ topic: "nul id" })), redisType: "string" })!
+        const result = yield* writeBatch([observe(reads[0]!)!, nul, ...reads.slice(1).map((r) => observe(r)!)], "reconcile", testWriteOptions)
+        assert.strictEqual(result.rejected, 1)
+        const events = yield* ledger
+        const rejected = events.filter((e) => e.session_id === "cut-emoji")
+        assert.deepStrictEqual(rejected.map((e) => e.event_type), ["snapshot_rejected"])
+        assert.isTrue(String(rejected[0]!.payload.excerpt).endsWith("\uFFFD"))
+        for (let i = 0; i < 3; i++) assert.strictEqual((yield* messagesOf(`beside-cut-${i}`)).length, 1)
+        // A key whose id holds NUL is skipped by the scan, with a warning, and the full sync goes on.
+        yield* RedisClient.use("SET", (c) => c.set(`${prefix}scan\u0000nul`, JSON.stringify({ topic: "nul" })))
+        yield* put("after-nul", { topic: "after", messages: [msg("y", 1, "2025-01-01T00:00:00Z")] })
+        yield* syncAll()
+        assert.strictEqual((yield* messagesOf("after-nul")).length, 1)
       }))
 
     it.effect("a writer's cached message keys are not trusted once another writer moved the session on", () =>
