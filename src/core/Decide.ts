@@ -78,14 +78,16 @@ const metaPayload = (snapshot: Snapshot): SessionUpsertedPayload => {
 
 /**
  * No regression (DESIGN §4): a snapshot is older than the projection when its `updated_at` is earlier, or, with
- * equal or missing `updated_at`, when it has fewer messages than the projection holds.
+ * equal or missing `updated_at`, when it has fewer messages than the projection holds and brings none it lacks.
+ * A snapshot that brings new messages is no read from before the projection's: with fewer messages in all, the
+ * app trimmed the oldest (a session capped at its last N messages), and its metadata is the newest there is.
  */
-const isOlder = (snapshot: Snapshot, projected: ProjectedSession): boolean => {
+const isOlder = (snapshot: Snapshot, projected: ProjectedSession, bringsNew: boolean): boolean => {
   const at = snapshot.meta.updatedAt
   if (at !== null && projected.updatedAtMicros !== null && at.micros !== projected.updatedAtMicros) {
     return at.micros < projected.updatedAtMicros
   }
-  return snapshot.messages.length < projected.messageCount
+  return !bringsNew && snapshot.messages.length < projected.messageCount
 }
 
 /**
@@ -93,8 +95,8 @@ const isOlder = (snapshot: Snapshot, projected: ProjectedSession): boolean => {
  * - a value whose hash equals the standing rejection, or the last synced value of a session that is neither
  *   rejected nor gone since: nothing;
  * - a value that cannot be a session: `snapshot_rejected`;
- * - a session: `session_upserted` when first seen, back after leaving Redis, or changed and not older than the
- *   projection; then `messages_appended` with every message whose key the projection does not hold yet, in
+ * - a session: `session_upserted` when first seen, or, when not older than the projection, back after leaving
+ *   Redis or changed; then `messages_appended` with every message whose key the projection does not hold yet, in
  *   snapshot order, numbered on from the projection's count;
  * - a key that left Redis: `session_<kind>`, once, for a session the projection knows.
  */
@@ -143,10 +145,13 @@ export const decide = (observation: Observation, state: SessionState): ReadonlyA
     }
     keys.add(m.key)
   }
-  const older = projected !== null && isOlder(snapshot, projected)
+  // An older snapshot of a session that left Redis is a read from before it left, committed after (a reconcile
+  // racing the live path): it adds its missing messages but neither rolls metadata back nor brings the session
+  // back, so that the two orders of the same events end the same.
+  const older = projected !== null && isOlder(snapshot, projected, fresh.length > 0)
   if (
-    projected === null || projected.gone !== null ||
-    (!older && (upsert.meta_hash !== projected.metaHash || fresh.length === 0))
+    projected === null ||
+    (!older && (projected.gone !== null || upsert.meta_hash !== projected.metaHash || fresh.length === 0))
   ) {
     events.push({ type: "session_upserted", sessionId, snapshotHash: hash, payload: upsert })
   }

@@ -336,6 +336,12 @@ describe("Decide.decide", () => {
       given(synced(a)).when(obs(b)).thenNothingHappened()
     })
 
+    it("without updated_at, fewer messages but a new one is not older: the app trimmed its oldest", () => {
+      const a: Doc = { topic: "A", messages: [m(0), m(1), m(2), m(3)] }
+      const trimmed: Doc = { topic: "B", messages: [m(2), m(3), m(4)] }
+      given(synced(a)).when(obs(trimmed)).then([upserted(trimmed), appended(trimmed, [2], 4)])
+    })
+
     it("a metadata change with a newer updated_at is upserted", () => {
       const renamed: Doc = { ...v2, topic: "Trip to Lyon and back", updated_at: "2025-06-01T10:06:00Z" }
       given(synced(v2)).when(obs(renamed)).then([upserted(renamed)])
@@ -405,10 +411,24 @@ describe("Decide.decide", () => {
       given(stateAfter(obs(v1), gone(SID, "expired"))).when(obs(back)).then([upserted(back)])
     })
 
-    it("a session that comes back older than the projection is still upserted (the key is live again)", () => {
+    it("a snapshot older than the projection adds its missing messages but does not bring the session back", () => {
+      // A read from before the key left, committed after: upserting it would roll metadata back, and the two
+      // orders of the same events would end differently.
       const v2: Doc = { ...v1, updated_at: "2025-06-01T10:05:00Z", messages: [m(0), m(1), m(2)] }
-      const back: Doc = { ...v1, messages: [m(0), m(1), m(8)] }
-      given(stateAfter(obs(v2), gone(SID, "evicted"))).when(obs(back)).then([upserted(back), appended(back, [2], 3)])
+      const stale: Doc = { ...v1, messages: [m(0), m(1), m(8)] }
+      const state = given(stateAfter(obs(v2), gone(SID, "evicted"))).when(obs(stale)).then([appended(stale, [2], 3)])
+      // Still gone: leaving again records nothing, and the newer value brings it back.
+      given(state).when(gone(SID, "evicted")).thenNothingHappened()
+      const back: Doc = { ...v2, updated_at: "2025-06-01T10:06:00Z" }
+      given(state).when(obs(back)).then([upserted(back)])
+    })
+
+    it("a reconcile's stale read and a deletion commute: the session ends renamed and deleted either way", () => {
+      const old: Doc = { ...v1, topic: "old", updated_at: "2025-06-01T10:00:00Z", messages: [m(0)] }
+      const renamed: Doc = { ...v1, topic: "new", updated_at: "2025-06-01T10:05:00Z", messages: [m(0), m(1)] }
+      const readFirst = stateAfter(obs(old), obs(renamed), gone(SID, "deleted"))
+      given(readFirst).when(obs(old)).thenNothingHappened()
+      given(stateAfter(obs(renamed), gone(SID, "deleted"))).when(obs(old)).thenNothingHappened()
     })
 
     it("after coming back, leaving again is stamped again", () => {
