@@ -4,6 +4,7 @@
  */
 import { Chunk, Context, Effect, Layer, Option, Stream } from "effect"
 import type { Redis } from "ioredis"
+import { isUtf8 } from "node:buffer"
 import { fromCause, type RedisError } from "./RedisError.js"
 
 /** One key's value as read: the raw bytes of a string value, or why there are none. */
@@ -36,19 +37,26 @@ export const make = (client: Redis, prefix: string) => {
   const scan = (count: number) =>
     Stream.paginateChunkEffect("0", (cursor) =>
       Effect.tryPromise({
-        try: () => client.scan(cursor, "MATCH", pattern, "COUNT", count),
+        // As bytes: a key name that is not UTF-8 would come back with U+FFFD in it, and reading that name would
+        // find nothing, so the session would pass for deleted without a word.
+        try: () => client.scanBuffer(cursor, "MATCH", pattern, "COUNT", count),
         catch: (cause) => fromCause(cause, "SCAN failed")
       }).pipe(Effect.flatMap(([next, keys]) => {
-        const ids = Array.from(new Set(keys), (k) => k.slice(prefix.length))
-        const page = [Chunk.of(ids.filter(storableId)), next === "0" ? Option.none() : Option.some(next)] as const
+        const unreadable = keys.filter((k) => !isUtf8(k))
+        const ids = Array.from(new Set(keys.filter((k) => isUtf8(k)).map(String)), (k) => k.slice(prefix.length))
         const unstorable = ids.filter((id) => !storableId(id))
-        return unstorable.length === 0 ? Effect.succeed(page) : Effect.as(
-          Effect.logWarning(
+        const page = [Chunk.of(ids.filter(storableId)), String(next) === "0" ? Option.none() : Option.some(String(next))] as const
+        const warnings = [
+          ...(unreadable.length === 0 ? [] : [
+            `skipped ${unreadable.length} key(s) whose name is not UTF-8 text, which a session id must be (hex): ` +
+            unreadable.slice(0, 5).map((k) => k.toString("hex")).join(", ")
+          ]),
+          ...(unstorable.length === 0 ? [] : [
             `skipped ${unstorable.length} key(s) whose session id holds a NUL character, which PostgreSQL cannot ` +
-              `store: ${unstorable.slice(0, 5).map((id) => JSON.stringify(id)).join(", ")}`
-          ),
-          page
-        )
+            `store: ${unstorable.slice(0, 5).map((id) => JSON.stringify(id)).join(", ")}`
+          ])
+        ]
+        return Effect.as(Effect.forEach(warnings, (w) => Effect.logWarning(w), { discard: true }), page)
       }))).pipe(Stream.filter((page) => page.length > 0))
 
   const read = (ids: ReadonlyArray<string>) =>

@@ -249,11 +249,16 @@ describe("full sync on real Redis and PostgreSQL", () => {
         assert.deepStrictEqual(rejected.map((e) => e.event_type), ["snapshot_rejected"])
         assert.isTrue(String(rejected[0]!.payload.excerpt).endsWith("\uFFFD"))
         for (let i = 0; i < 3; i++) assert.strictEqual((yield* messagesOf(`beside-cut-${i}`)).length, 1)
-        // A key whose id holds NUL is skipped by the scan, with a warning, and the full sync goes on.
+        // A key whose id holds NUL, and one whose name is not UTF-8 (which, read back by its decoded name, would
+        // pass for a key deleted meanwhile), are skipped by the scan with a warning, and the full sync goes on.
         yield* RedisClient.use("SET", (c) => c.set(`${prefix}scan\u0000nul`, JSON.stringify({ topic: "nul" })))
+        const latin1 = Buffer.concat([Buffer.from(prefix), Buffer.from([0x63, 0xe9, 0x74])])
+        yield* RedisClient.use("SET", (c) => c.set(latin1, JSON.stringify({ topic: "latin-1 name" })))
         yield* put("after-nul", { topic: "after", messages: [msg("y", 1, "2025-01-01T00:00:00Z")] })
-        yield* syncAll()
+        const after = yield* syncAll()
+        assert.strictEqual(after.vanished, 0)
         assert.strictEqual((yield* messagesOf("after-nul")).length, 1)
+        yield* RedisClient.use("DEL", (c) => c.del(latin1, `${prefix}scan\u0000nul`))
       }))
 
     it.effect("a writer's cached message keys are not trusted once another writer moved the session on", () =>
