@@ -4,7 +4,7 @@
 import { Args, Command, Options } from "@effect/cli"
 import { SqlClient } from "@effect/sql"
 import { SqlError } from "@effect/sql/SqlError"
-import { Cause, ConfigError, Console, Data, Effect, Layer, Option, Ref, Schedule } from "effect"
+import { Cause, Config, ConfigError, Console, Data, Effect, Layer, Option, Ref, Schedule } from "effect"
 import { formatConfigError, keyPrefix, liveConfig, redisConfig, syncConfig } from "./Config.js"
 import { DatabaseLive, RedisClientLive, SyncLive } from "./Layers.js"
 import { ensureLocalServices } from "./LocalServices.js"
@@ -305,6 +305,9 @@ const check = Command.make("check", {}, () =>
     } else {
       yield* line(true, "configuration", `Redis ${describeRedis(redis.right)}, key prefix ${yield* keyPrefix}`)
     }
+    // Everything else `start` reads: a value it would refuse fails here too, named.
+    const rest = yield* Effect.either(Config.all([keyPrefix, syncConfig, liveConfig, httpConfig]))
+    if (rest._tag === "Left") yield* line(false, "configuration", formatConfigError(rest.left).replaceAll("\n", "; "))
     const redisCheck = Effect.gen(function*() {
       const info = yield* RedisClient.use("INFO", (c) => c.info("server"))
       const version = /redis_version:(\S+)/.exec(info)?.[1] ?? "?"

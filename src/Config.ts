@@ -3,7 +3,7 @@
  * from a `.env` file in the working directory (the environment wins). A missing or malformed value fails with
  * a `ConfigError` naming the variable; secrets are `Redacted` and never printed.
  */
-import { Config, ConfigError, Either, Option, Redacted } from "effect"
+import { Config, ConfigError, Duration, Either, Option, Redacted } from "effect"
 import type { RedisConnectionOptions } from "./redis/RedisConnection.js"
 
 const urlWithScheme = (name: string, schemes: ReadonlyArray<string>) =>
@@ -22,13 +22,29 @@ const urlWithScheme = (name: string, schemes: ReadonlyArray<string>) =>
     })
   )
 
+const DB_RANGE = "a database number from 0 to 15"
+
+/**
+ * `REDIS_URL` with its database checked as `REDIS_DB` is: ioredis would SELECT `NaN` for `/abc` (a raw Redis error)
+ * and quietly stay on database 0 for a number Redis does not have, while the daemon listened on that number's
+ * keyspace channel, which never fires.
+ */
+const redisUrl = urlWithScheme("REDIS_URL", ["redis:", "rediss:"]).pipe(
+  Config.mapOrFail((url) => {
+    const path = new URL(Redacted.value(url)).pathname
+    return path === "" || path === "/" || /^\/([0-9]|1[0-5])$/.test(path)
+      ? Either.right(url)
+      : Either.left(ConfigError.InvalidData(["REDIS_URL"], `expected ${DB_RANGE} as its path (/0 to /15, or none)`))
+  })
+)
+
 /** Redis: `REDIS_URL` (`redis://`, `rediss://` for TLS), or the seed's `REDIS_HOST`/`PORT`/`USERNAME`/`PASSWORD`/`DB`. */
 export const redisConfig: Config.Config<RedisConnectionOptions> = Config.all({
-  url: Config.option(urlWithScheme("REDIS_URL", ["redis:", "rediss:"])),
+  url: Config.option(redisUrl),
   host: Config.string("REDIS_HOST").pipe(Config.withDefault("localhost")),
   port: Config.port("REDIS_PORT").pipe(Config.withDefault(6379)),
   db: Config.integer("REDIS_DB").pipe(
-    Config.validate({ message: "expected a database number from 0 to 15", validation: (n) => n >= 0 && n <= 15 }),
+    Config.validate({ message: `expected ${DB_RANGE}`, validation: (n) => n >= 0 && n <= 15 }),
     Config.withDefault(0)
   ),
   username: Config.option(Config.string("REDIS_USERNAME")),
@@ -64,25 +80,38 @@ const positive = (name: string, fallback: number, max = 1_000_000) =>
     Config.withDefault(fallback)
   )
 
+/**
+ * A duration such as `500 millis` or `2 minutes` (Effect's format), longer than zero, or at least zero with
+ * `orZero`: a negative one was taken as zero, and a zero interval failed later without naming its variable.
+ */
+const duration = (name: string, fallback: Duration.DurationInput, orZero = false) =>
+  Config.duration(name).pipe(
+    Config.validate({
+      message: `expected a duration ${orZero ? "of zero or more" : "longer than zero"}, like "500 millis" or "2 minutes"`,
+      validation: (d) => (orZero ? Duration.toMillis(d) >= 0 : Duration.toMillis(d) > 0)
+    }),
+    Config.withDefault(Duration.decode(fallback))
+  )
+
 /** Tuning of full syncs and the writer. */
 export const syncConfig = Config.all({
   scanCount: positive("SYNC_SCAN_COUNT", 1000, 100_000),
   batchSessions: positive("SYNC_BATCH_SIZE", 500, 10_000),
   batchBytes: positive("SYNC_BATCH_BYTES", 1_000_000, 100_000_000),
   writeConcurrency: positive("SYNC_WRITE_CONCURRENCY", 3, 32),
-  retryMaxDelay: Config.duration("SYNC_RETRY_MAX_DELAY").pipe(Config.withDefault("10 seconds")),
-  reconcileInterval: Config.duration("SYNC_RECONCILE_INTERVAL").pipe(Config.withDefault("5 minutes")),
+  retryMaxDelay: duration("SYNC_RETRY_MAX_DELAY", "10 seconds"),
+  reconcileInterval: duration("SYNC_RECONCILE_INTERVAL", "5 minutes"),
   pgMaxConnections: positive("PG_POOL_MAX", 10, 1000)
 })
 
 /** The live daemon (DESIGN §4). */
 export const liveConfig = Config.all({
   batchSize: positive("SYNC_BATCH_SIZE", 500, 10_000),
-  batchWindow: Config.duration("SYNC_BATCH_WINDOW").pipe(Config.withDefault("100 millis")),
+  batchWindow: duration("SYNC_BATCH_WINDOW", "100 millis", true),
   maxBatchesPerSecond: positive("SYNC_MAX_BATCHES_PER_SECOND", 50, 10_000),
   maxPending: positive("SYNC_MAX_PENDING", 100_000, 100_000_000),
-  expirySweepWindow: Config.duration("SYNC_EXPIRY_SWEEP_WINDOW").pipe(Config.withDefault("2 minutes")),
-  shutdownTimeout: Config.duration("SYNC_SHUTDOWN_TIMEOUT").pipe(Config.withDefault("10 seconds")),
+  expirySweepWindow: duration("SYNC_EXPIRY_SWEEP_WINDOW", "2 minutes", true),
+  shutdownTimeout: duration("SYNC_SHUTDOWN_TIMEOUT", "10 seconds"),
   channelPrefix: Config.string("SYNC_CHANNEL_PREFIX").pipe(Config.withDefault("session_updated:")),
   keyspaceNotifications: Config.boolean("SYNC_KEYSPACE_NOTIFICATIONS").pipe(Config.withDefault(true))
 })

@@ -12,6 +12,7 @@ import m0002 from "../../migrations/0002_projection.js"
 import m0003 from "../../migrations/0003_messages_session_fk.js"
 import { classify, PgError } from "./PgError.js"
 import { SqlError } from "@effect/sql/SqlError"
+import { showUrl } from "../Secrets.js"
 
 export interface DatabaseOptions {
   readonly url: Redacted.Redacted<string>
@@ -49,12 +50,10 @@ export const quoteIdent = (name: string) => {
   return `"${name.replace(/"/g, "\"\"")}"`
 }
 
-/** `postgres://user:***@host:port/db`: a URL that can be logged. */
+/** `postgres://user:***@host:port/db` (and `?password=***`): a URL that can be logged. */
 export const describeUrl = (url: Redacted.Redacted<string>): string => {
   try {
-    const u = new URL(Redacted.value(url))
-    if (u.password !== "") u.password = "***"
-    return u.toString()
+    return showUrl(new URL(Redacted.value(url)))
   } catch {
     return "(unparseable DATABASE_URL)"
   }

@@ -4,6 +4,7 @@
  */
 import { Effect, Redacted } from "effect"
 import { Redis, type RedisOptions } from "ioredis"
+import { showUrl } from "../Secrets.js"
 import { fromCause, type RedisError } from "./RedisError.js"
 
 export interface RedisConnectionOptions {
@@ -20,9 +21,7 @@ export interface RedisConnectionOptions {
 export const describe = (o: RedisConnectionOptions): string => {
   if (o.url !== undefined) {
     try {
-      const u = new URL(Redacted.value(o.url))
-      u.password = u.password === "" ? "" : "***"
-      return u.toString()
+      return showUrl(new URL(Redacted.value(o.url)))
     } catch {
       return "(unparseable REDIS_URL)"
     }

@@ -57,6 +57,12 @@ describe("redis-pg-sync check, as a process", () => {
       assert.strictEqual(warn.code, 0, "a warning is not a failure")
       assert.include(warn.lines, "WARN keyspace notifications: CONFIG GET is refused (managed Redis?): the flags cannot be seen; the daemon subscribes anyway, and relies on the session_updated channel and reconcile scans if the service sends no notifications")
 
+      // A value `start` would refuse fails `check` too, named (the servers are still checked).
+      const badWindow = await check({ ...base, SYNC_BATCH_WINDOW: "30s" })
+      assert.strictEqual(badWindow.code, 1)
+      assert.match(badWindow.lines[1]!, /^FAIL configuration: SYNC_BATCH_WINDOW: /)
+      assert.strictEqual(badWindow.lines.at(-1), "OK   migrations: all applied")
+
       const down = await check({ ...base, REDIS_URL: "redis://127.0.0.1:1/0" })
       assert.strictEqual(down.code, 1)
       assert.include(down.lines, "FAIL Redis: Redis at redis://127.0.0.1:1/0 is unreachable: connect ECONNREFUSED 127.0.0.1:1")

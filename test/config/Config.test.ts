@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
-import { ConfigProvider, Effect, Either, Redacted } from "effect"
+import { ConfigProvider, Duration, Effect, Either, Redacted } from "effect"
 import { describeFailure } from "../../src/Cli.js"
-import { databaseUrl, pgSchema, redisConfig, syncConfig } from "../../src/Config.js"
+import { databaseUrl, liveConfig, pgSchema, redisConfig, syncConfig } from "../../src/Config.js"
 import { describeUrl } from "../../src/pg/Database.js"
 import { describe as describeRedis } from "../../src/redis/RedisConnection.js"
 import { logFormat, logLevel } from "../../src/Logging.js"
@@ -43,6 +43,41 @@ describe("configuration", () => {
       const redis = yield* redisConfig.pipe(withEnv({ REDIS_URL: "rediss://user:hunter2@cache:6380/2", REDIS_PASSWORD: "pw" }))
       assert.strictEqual(describeRedis(redis), "rediss://user:***@cache:6380/2")
       assert.strictEqual(describeRedis({ ...redis, url: undefined, password: Redacted.make("pw") }), "redis://localhost:6379/0")
+      // Both clients also take a password as a query parameter.
+      const inQuery = yield* redisConfig.pipe(withEnv({ REDIS_URL: "redis://cache:6379/0?password=hunter2redis&family=4" }))
+      assert.strictEqual(describeRedis(inQuery), "redis://cache:6379/0?password=***&family=4")
+      assert.strictEqual(
+        describeUrl(Redacted.make("postgres://u@db/x?password=hunter2pg&sslmode=require")),
+        "postgres://u@db/x?password=***&sslmode=require"
+      )
+    }))
+
+  it.effect("REDIS_URL's database is checked as REDIS_DB is", () =>
+    Effect.gen(function*() {
+      for (const path of ["/abc", "/99", "/%201", "/1/2"]) {
+        assert.strictEqual(
+          yield* failureOf(redisConfig, { REDIS_URL: `redis://cache:6379${path}` }),
+          "configuration: REDIS_URL: expected a database number from 0 to 15 as its path (/0 to /15, or none)",
+          path
+        )
+      }
+      for (const path of ["", "/", "/0", "/15"]) {
+        const redis = yield* redisConfig.pipe(withEnv({ REDIS_URL: `redis://cache:6379${path}` }))
+        assert.isDefined(redis.url, path)
+      }
+    }))
+
+  it.effect("durations must be longer than zero (a batch window or sweep window may be zero)", () =>
+    Effect.gen(function*() {
+      assert.strictEqual(
+        yield* failureOf(syncConfig, { SYNC_RECONCILE_INTERVAL: "-5 seconds" }),
+        "configuration: SYNC_RECONCILE_INTERVAL: expected a duration longer than zero, like \"500 millis\" or \"2 minutes\""
+      )
+      assert.include(yield* failureOf(liveConfig, { SYNC_SHUTDOWN_TIMEOUT: "0 seconds" }), "SYNC_SHUTDOWN_TIMEOUT: expected a duration longer than zero")
+      assert.include(yield* failureOf(liveConfig, { SYNC_BATCH_WINDOW: "30s" }), "SYNC_BATCH_WINDOW")
+      const live = yield* liveConfig.pipe(withEnv({ SYNC_BATCH_WINDOW: "0 millis", SYNC_EXPIRY_SWEEP_WINDOW: "0 seconds" }))
+      assert.strictEqual(Duration.toMillis(live.batchWindow), 0)
+      assert.strictEqual(Duration.toMillis((yield* syncConfig.pipe(withEnv({}))).reconcileInterval), 300_000)
     }))
 
   it.effect("LOG_LEVEL takes lower-case names, LOG_FORMAT pretty, json or logfmt", () =>
