@@ -15,7 +15,7 @@ import {
 } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Cause, Data, Effect, Layer, Option, type Redacted } from "effect"
-import { createServer } from "node:http"
+import { createServer, type Server } from "node:http"
 import { Api } from "./Api.js"
 import { authorizationLayer, OpsHandlers, SyncHandlers } from "./Handlers.js"
 import { httpConfig } from "./HttpConfig.js"
@@ -98,11 +98,35 @@ const announce = (token: ServerOptions["token"]) =>
 /** The server could not listen (port in use, address not available, …). */
 export class ListenError extends Data.TaggedError("ListenError")<{ readonly message: string; readonly cause: unknown }> {}
 
+/** How long requests in progress may go on once the server is closing; then their connections are cut. */
+const CLOSE_GRACE_MS = 1_000
+
+/**
+ * Node's `server.close()` waits for every open request, and stops the header timeout: one client that never
+ * finishes sending its request held a SIGTERM'd daemon up for as long as it kept the socket open. Released before
+ * the server (it is built after it), this cuts idle connections at once and the others after `CLOSE_GRACE_MS`.
+ */
+const closeConnections = (servers: ReadonlyArray<Server>) =>
+  Layer.scopedDiscard(Effect.addFinalizer(() =>
+    Effect.sync(() => {
+      for (const server of servers) {
+        server.closeIdleConnections()
+        setTimeout(() => server.closeAllConnections(), CLOSE_GRACE_MS).unref()
+      }
+    })
+  ))
+
 /** The API served by Node on `host`:`port`. Fails with `ListenError` when it cannot listen there. */
-export const layer = (options: ServerOptions & { readonly host: string; readonly port: number }) =>
-  Layer.merge(layerApi(options), announce(options.token)).pipe(
+export const layer = (options: ServerOptions & { readonly host: string; readonly port: number }) => {
+  const servers: Array<Server> = []
+  const make = () => {
+    const server = createServer()
+    servers.push(server)
+    return server
+  }
+  return Layer.mergeAll(layerApi(options), announce(options.token), closeConnections(servers)).pipe(
     Layer.provide(
-      NodeHttpServer.layer(createServer, { host: options.host, port: options.port }).pipe(
+      NodeHttpServer.layer(make, { host: options.host, port: options.port }).pipe(
         Layer.mapError((e) => {
           const cause: unknown = e.cause
           const detail = cause instanceof Error ? cause.message : String(cause)
@@ -114,6 +138,7 @@ export const layer = (options: ServerOptions & { readonly host: string; readonly
       )
     )
   )
+}
 
 /** `layer` with `HTTP_HOST`, `HTTP_PORT` and `SYNC_API_TOKEN` from the configuration. */
 export const layerConfig = (options: Operations.OperationsOptions) =>

@@ -4,6 +4,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { spawn } from "node:child_process"
+import net from "node:net"
 import { randomBytes } from "node:crypto"
 import { fileURLToPath } from "node:url"
 import pg from "pg"
@@ -35,7 +36,16 @@ const startDaemon = (env: Record<string, string>) => {
   return { child, exited, logged, log: () => log }
 }
 
-const runDaemon = async (signal: "SIGTERM" | "SIGINT") => {
+/** Opens a connection to the daemon's HTTP API and sends a request without its final blank line. */
+const halfSendRequest = async (log: string) => {
+  const port = Number(/HTTP API on http:\/\/[^:/]+:(\d+)/.exec(log)?.[1])
+  const socket = net.connect(port, "127.0.0.1")
+  await new Promise<void>((resolve, reject) => socket.once("connect", resolve).once("error", reject))
+  socket.write("GET /health HTTP/1.1\r\nHost: x\r\n")
+  return socket
+}
+
+const runDaemon = async (signal: "SIGTERM" | "SIGINT", options: { readonly halfSentRequest?: boolean } = {}) => {
   const suffix = randomBytes(4).toString("hex")
   const schema = `t_start_${suffix}`
   const prefix = `test:start:${suffix}:`
@@ -54,9 +64,11 @@ const runDaemon = async (signal: "SIGTERM" | "SIGINT") => {
     })
     await daemon.logged("Initial sync completed")
     const { rows } = await db.query(`SELECT count(*)::int AS n FROM ${schema}.messages`)
+    const socket = options.halfSentRequest === true ? await halfSendRequest(daemon.log()) : undefined
     const stoppedAt = Date.now()
     daemon.child.kill(signal)
     const code = await daemon.exited
+    socket?.destroy()
     return { code, messages: rows[0].n as number, stopMs: Date.now() - stoppedAt, log: daemon.log() }
   } finally {
     await db.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`)
@@ -76,6 +88,12 @@ describe("redis-pg-sync start, as a process", () => {
       assert.include(log, "Capture mode: notifications+channel+reconcile")
     }, 60_000)
   }
+
+  it("SIGTERM stops it within the shutdown timeout even while a client has sent half a request", async () => {
+    const { code, stopMs, log } = await runDaemon("SIGTERM", { halfSentRequest: true })
+    assert.strictEqual(code, 0, log)
+    assert.isBelow(stopMs, 5_000 + 2_000)
+  }, 60_000)
 })
 
 describe("redis-pg-sync start, with PostgreSQL not up yet", () => {
