@@ -4,6 +4,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { spawn } from "node:child_process"
+import { readFileSync } from "node:fs"
 import net from "node:net"
 import { randomBytes } from "node:crypto"
 import { fileURLToPath } from "node:url"
@@ -88,6 +89,60 @@ describe("redis-pg-sync start, as a process", () => {
       assert.include(log, "Capture mode: notifications+channel+reconcile")
     }, 60_000)
   }
+
+  it("npm start passes SIGTERM on: the daemon under it stops too", async () => {
+    const suffix = randomBytes(4).toString("hex")
+    const schema = `t_npm_${suffix}`
+    const child = spawn("npm", ["start", "--silent"], {
+      cwd: fileURLToPath(new URL("../..", import.meta.url)),
+      env: {
+        ...process.env, LOG_FORMAT: "json", HTTP_PORT: "0", REDIS_URL: inject("redisUrl"), DATABASE_URL: inject("databaseUrl"),
+        PG_SCHEMA: schema, SYNC_KEY_PREFIX: `test:npm:${suffix}:`, SYNC_CHANNEL_PREFIX: `test:npm:${suffix}:updated:`
+      },
+      stdio: ["ignore", "pipe", "pipe"]
+    })
+    let log = ""
+    child.stdout.on("data", (d) => (log += d))
+    child.stderr.on("data", (d) => (log += d))
+    const db = new pg.Client({ connectionString: inject("databaseUrl") })
+    await db.connect()
+    let under: Array<number> = []
+    try {
+      const deadline = Date.now() + 30_000
+      while (!log.includes("Initial sync completed") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100))
+      assert.include(log, "Initial sync completed")
+      // Every process under npm (with `exec`, the daemon itself; without, also a shell that does not pass signals on).
+      const descendants = (pid: number): Array<number> => {
+        const kids = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number)
+        return kids.flatMap((kid) => [kid, ...descendants(kid)])
+      }
+      under = descendants(child.pid!)
+      assert.isAbove(under.length, 0)
+      child.kill("SIGTERM")
+      await new Promise((resolve) => child.on("exit", resolve))
+      const alive = (pid: number) => {
+        try {
+          process.kill(pid, 0)
+          return true
+        } catch {
+          return false
+        }
+      }
+      const stopDeadline = Date.now() + 12_000
+      while (under.some(alive) && Date.now() < stopDeadline) await new Promise((r) => setTimeout(r, 100))
+      assert.deepStrictEqual(under.filter(alive), [], log)
+    } finally {
+      for (const pid of [child.pid!, ...under]) {
+        try {
+          process.kill(pid, "SIGKILL")
+        } catch {
+          // gone already
+        }
+      }
+      await db.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`)
+      await db.end()
+    }
+  }, 60_000)
 
   it("SIGTERM stops it within the shutdown timeout even while a client has sent half a request", async () => {
     const { code, stopMs, log } = await runDaemon("SIGTERM", { halfSentRequest: true })
