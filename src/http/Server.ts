@@ -23,6 +23,16 @@ import * as Operations from "./Operations.js"
 import * as Metrics from "../Metrics.js"
 import { VERSION } from "../Version.js"
 
+/** Whether the path of `url` decodes (`%ZZ`, or bytes that are not UTF-8, do not). */
+const decodablePath = (url: string): boolean => {
+  try {
+    decodeURIComponent(url.split("?")[0]!)
+    return true
+  } catch {
+    return false
+  }
+}
+
 export interface ServerOptions extends Operations.OperationsOptions {
   /** The bearer token of the protected endpoints; none: they are open. */
   readonly token: Option.Option<Redacted.Redacted<string>>
@@ -45,6 +55,13 @@ export const jsonErrors = (app: HttpApp.Default): HttpApp.Default =>
       if (Option.isSome(failure)) {
         const error: unknown = failure.value
         const tag = typeof error === "object" && error !== null && "_tag" in error ? String(error._tag) : undefined
+        if (tag === "RouteNotFound" && !decodablePath(request.url)) {
+          // The router cannot decode such a path, so it matched nothing; the endpoint may well exist.
+          return HttpServerResponse.unsafeJson({
+            _tag: "BadRequest",
+            message: `the path ${request.url.split("?")[0]} is not valid percent-encoded UTF-8`
+          }, { status: 400 })
+        }
         if (tag === "RouteNotFound") {
           return HttpServerResponse.unsafeJson({
             _tag: "NotFound",

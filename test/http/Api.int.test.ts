@@ -92,6 +92,12 @@ describe("HTTP API without a token, on a real daemon, Redis and PostgreSQL", () 
         assert.strictEqual(long.json.issues[0].message, "session_id must be 1 to 256 characters, none of them a control character")
         const control = yield* call("POST", "/api/v1/sync/session/a%01b")
         assert.strictEqual(control.status, 400)
+        for (const bad of ["%ZZ", "%E0%A4%A", "%ED%A0%80"]) {
+          const reply = yield* call("POST", `/api/v1/sync/session/${bad}`)
+          assert.strictEqual(reply.status, 400, bad)
+          assert.strictEqual(reply.json.message, `the path /api/v1/sync/session/${bad} is not valid percent-encoded UTF-8`)
+        }
+        assert.strictEqual((yield* call("POST", "/api/v1/sync/nowhere")).status, 404)
       }))
 
     it.effect("POST /api/v1/sync/manual syncs everything and reports it; metrics move", () =>
