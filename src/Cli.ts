@@ -347,6 +347,8 @@ const check = Command.make("check", {}, () =>
     Command.withDescription("Check configuration, Redis and PostgreSQL connectivity, keyspace notifications, migrations")
   )
 
+const COMMANDS: ReadonlyArray<string> = ["start", "sync", "sync-session", "compare", "rebuild", "verify", "check", "migrate"]
+
 const root = Command.make("redis-pg-sync", {}).pipe(
   Command.withDescription("Keeps chat sessions from Redis durably in PostgreSQL through an append-only ledger"),
   Command.withSubcommands([start, sync, syncOne, compare, rebuild, verify, check, migrate])
@@ -357,7 +359,9 @@ const run = Command.run(root, { name: "redis-pg-sync", version: VERSION })
 /** Runs the CLI on `argv`, starting throwaway local services first when nothing is configured. */
 export const cli = (argv: ReadonlyArray<string>) => {
   const wantsHelp = argv.slice(2).some((a) => a === "--help" || a === "-h" || a === "--version") || argv.length <= 2
-  return (wantsHelp ? Effect.void : reportFailure(ensureLocalServices)).pipe(
+  // A mistyped command is reported at once, without installing or starting servers first.
+  const known = COMMANDS.includes(argv[2] ?? "")
+  return (wantsHelp || !known ? Effect.void : reportFailure(ensureLocalServices)).pipe(
     Effect.zipRight(run(argv))
   )
 }

@@ -4,6 +4,9 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { spawn } from "node:child_process"
+import { existsSync, rmSync } from "node:fs"
+import os from "node:os"
+import path from "node:path"
 import { randomBytes } from "node:crypto"
 import { fileURLToPath } from "node:url"
 import pg from "pg"
@@ -73,6 +76,30 @@ describe("redis-pg-sync check, as a process", () => {
       await db.end()
     }
   }, 90_000)
+
+  it("a mistyped command with no configuration is reported at once, without starting local servers", async () => {
+    const dir = path.join(os.tmpdir(), `rps-nodata-${randomBytes(4).toString("hex")}`)
+    const env: Record<string, string | undefined> = { ...process.env, RPS_DATA_DIR: dir }
+    for (const name of ["REDIS_URL", "REDIS_HOST", "DATABASE_URL"]) delete env[name]
+    const result = await new Promise<{ code: number | null; out: string }>((resolve) => {
+      const child = spawn(process.execPath, [bin, "bogus"], { env, cwd: os.tmpdir(), stdio: ["ignore", "pipe", "pipe"] })
+      let out = ""
+      child.stdout.on("data", (d) => (out += d))
+      child.stderr.on("data", (d) => (out += d))
+      child.on("exit", (code) => resolve({ code, out }))
+    })
+    const started = existsSync(dir)
+    if (started) {
+      // The defect this test is for: stop what it started, then fail.
+      const services = fileURLToPath(new URL("../../scripts/services.mjs", import.meta.url))
+      await new Promise((resolve) => spawn(process.execPath, [services, "stop", "--dir", dir], { stdio: "ignore" }).on("exit", resolve))
+      rmSync(dir, { recursive: true, force: true })
+    }
+    assert.notStrictEqual(result.code, 0)
+    assert.include(result.out, "Invalid subcommand")
+    assert.notMatch(result.out, /Redis|PostgreSQL/)
+    assert.isFalse(started, "no local servers were set up")
+  }, 60_000)
 
   it("four processes migrating one fresh schema at once (replicas starting together) all succeed", async () => {
     const schema = `t_migrate_race_${randomBytes(4).toString("hex")}`
