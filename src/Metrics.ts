@@ -204,6 +204,12 @@ export const currentLag = gauge(`${PREFIX}current_lag_seconds`, "0 when nothing 
 export const paused = gauge(`${PREFIX}paused`, "1 while sync is paused")
 export const up = gauge(`${PREFIX}up`, "1 when the component is reachable, by component")
 export const ledgerSeq = gauge(`${PREFIX}ledger_seq`, "Last seq in sync_log (the last value read while PostgreSQL is unreachable)")
+export const residentMemory = gauge(`${PREFIX}process_resident_memory_bytes`, "Resident set size of the daemon's process")
+export const heapUsed = gauge(
+  `${PREFIX}process_heap_used_bytes`,
+  "V8 heap in use (live objects and garbage not yet collected); the rest of the resident memory is V8's reserve, " +
+    "buffers and code"
+)
 
 /** What the daemon knows at scrape time. */
 export interface DaemonFigures {
@@ -245,7 +251,11 @@ export const makeFigureRecorder: Effect.Effect<(f: DaemonFigures) => Effect.Effe
         Metric.set(paused, f.paused ? 1 : 0),
         Metric.set(Metric.tagged(up, "component", "redis"), f.status.redisConnected ? 1 : 0),
         Metric.set(Metric.tagged(up, "component", "postgresql"), f.postgresUp ? 1 : 0),
-        f.ledgerSeq === undefined ? Effect.void : Metric.set(ledgerSeq, f.ledgerSeq)
+        f.ledgerSeq === undefined ? Effect.void : Metric.set(ledgerSeq, f.ledgerSeq),
+        Effect.suspend(() => {
+          const memory = process.memoryUsage()
+          return Effect.zip(Metric.set(residentMemory, memory.rss), Metric.set(heapUsed, memory.heapUsed))
+        })
       ], { discard: true })
     }))
 })

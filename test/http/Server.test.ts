@@ -126,5 +126,12 @@ describe("Metrics.Exporter", () => {
       )
       assert.strictEqual(value(c, "redis_pg_sync_ledger_seq"), 42)
       assert.strictEqual(value(c, "redis_pg_sync_up{component=\"redis\"}"), 1)
+      // The process's memory, as read at the scrape: within a factor of the test process's own.
+      const rss = value(c, "redis_pg_sync_process_resident_memory_bytes")
+      assert.isAbove(rss, process.memoryUsage().rss / 4)
+      assert.isBelow(rss, process.memoryUsage().rss * 4)
+      const heap = value(c, "redis_pg_sync_process_heap_used_bytes")
+      assert.isAbove(heap, 1_000_000)
+      assert.isBelow(heap, rss)
     }))
 })
