@@ -101,7 +101,11 @@ export const syncConfig = Config.all({
   writeConcurrency: positive("SYNC_WRITE_CONCURRENCY", 3, 32),
   retryMaxDelay: duration("SYNC_RETRY_MAX_DELAY", "10 seconds"),
   reconcileInterval: duration("SYNC_RECONCILE_INTERVAL", "5 minutes"),
-  pgMaxConnections: positive("PG_POOL_MAX", 10, 1000)
+  // At least 2: migrating holds one connection for its lock while the migrator works on another.
+  pgMaxConnections: Config.integer("PG_POOL_MAX").pipe(
+    Config.validate({ message: "expected a whole number from 2 to 1000", validation: (n) => n >= 2 && n <= 1000 }),
+    Config.withDefault(10)
+  )
 })
 
 /** The live daemon (DESIGN §4). */

@@ -100,6 +100,10 @@ export const layer = (options: DatabaseOptions) =>
           try: async () => {
             const client = await pool.connect()
             try {
+              // Looked up first: CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the schema
+              // exists, which a role provisioned per schema (usual on managed PostgreSQL) does not have.
+              const { rows } = await client.query("SELECT 1 FROM pg_namespace WHERE nspname = $1", [options.schema])
+              if (rows.length > 0) return
               await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(options.schema)}`).catch((e) => {
                 // Two processes creating it at once: the loser sees a unique violation instead of "exists".
                 if (!["23505", "42P06"].includes((e as { code?: string }).code ?? "")) throw e

@@ -30,6 +30,8 @@ describe("configuration", () => {
       assert.strictEqual(yield* failureOf(redisConfig, { REDIS_URL: "http://x" }), "configuration: REDIS_URL: expected a redis: or rediss: URL, got a http: one")
       assert.strictEqual(yield* failureOf(databaseUrl, {}), "configuration: DATABASE_URL is not set")
       assert.strictEqual(yield* failureOf(syncConfig, { SYNC_WRITE_CONCURRENCY: "0" }), "configuration: SYNC_WRITE_CONCURRENCY: expected a whole number from 1 to 32")
+      // Migrating holds one connection for its lock and needs another.
+      assert.strictEqual(yield* failureOf(syncConfig, { PG_POOL_MAX: "1" }), "configuration: PG_POOL_MAX: expected a whole number from 2 to 1000")
     }))
 
   it.effect("secrets never appear in errors or in what is logged", () =>

@@ -73,6 +73,33 @@ describe("Database (real PostgreSQL)", () => {
       assert.strictEqual(row!.schema, schema)
     }))
 
+  it.effect("a role with rights on its schema only (none to create schemas) can use it", () =>
+    withDatabase((url) =>
+      Effect.gen(function*() {
+        const role = `t_role_${randomBytes(4).toString("hex")}`
+        yield* Effect.promise(async () => {
+          const admin = new pg.Client({ connectionString: url })
+          await admin.connect()
+          await admin.query(`CREATE ROLE ${role} LOGIN`)
+          await admin.query(`REVOKE CREATE ON DATABASE ${new URL(url).pathname.slice(1)} FROM PUBLIC`)
+          await admin.query(`CREATE SCHEMA app AUTHORIZATION ${role}`)
+          await admin.end()
+        })
+        const asRole = new URL(url)
+        asRole.username = role
+        // The role is the cluster's, not the throwaway database's: dropped whatever happens.
+        const dropRole = Effect.promise(async () => {
+          const admin = new pg.Client({ connectionString: url })
+          await admin.connect()
+          await admin.query(`DROP SCHEMA app CASCADE`)
+          await admin.query(`DROP ROLE ${role}`)
+          await admin.end()
+        })
+        const applied = yield* Database.migrate.pipe(Effect.provide(layerOf(asRole.toString(), "app")), Effect.ensuring(dropRole))
+        assert.isAbove(applied.length, 0)
+      })
+    ))
+
   it("boundTo leaves a URL without options as it is, and merges the options of one that has them", () => {
     assert.deepStrictEqual(Database.boundTo("postgres://u@h:5/db", "s"), {
       connectionString: "postgres://u@h:5/db",
