@@ -437,7 +437,8 @@ class Rollback extends Data.TaggedError("Rollback")<{ readonly result: VerifyRes
 
 /**
  * Compares the live tables with a replay of the ledger (see the module comment). Nothing is written: the scratch
- * schema lives and dies in one transaction. A long verify holds back vacuum and the gap-safe ledger readers
+ * schema lives and dies in one transaction, which holds ACCESS SHARE on the live tables: a rebuild cannot swap
+ * them meanwhile. A long verify holds back vacuum and the gap-safe ledger readers
  * (`GET /api/v1/sync/log`) for its duration, as any long transaction does.
  */
 export const verify = (
@@ -454,6 +455,13 @@ export const verify = (
     yield* Ref.set(state, initial)
     return yield* sql.withTransaction(Effect.gen(function*() {
       yield* sql`SET TRANSACTION ISOLATION LEVEL REPEATABLE READ`
+      // Before the snapshot (LOCK does not take one): a rebuild's swap committed during the replay would make the
+      // live names point at tables whose rows this snapshot cannot see, and verify would find them empty. Held,
+      // the lock makes a concurrent rebuild wait for it (or give up after its lockTimeout) instead.
+      yield* sql.unsafe(
+        `LOCK TABLE ${Replay.PROJECTION_TABLES.map((t) => `${Replay.quoteIdent(ledger)}.${t.name}`).join(", ")} ` +
+          "IN ACCESS SHARE MODE"
+      )
       const total = yield* Replay.countEvents(0, {})
       yield* setPhase(state, options, "replaying", total.events)
       yield* Replay.createProjectionSchema(scratch)

@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import { assert, describe, layer } from "@effect/vitest"
-import { Effect, Either, Fiber, Ref } from "effect"
+import { Deferred, Effect, Either, Fiber, Ref } from "effect"
 import Pg from "pg"
 import type { Observation } from "../../src/core/Decide.js"
 import type { GoneKind } from "../../src/core/Events.js"
@@ -300,6 +300,27 @@ describe("rebuild, verify and point-in-time replay on real Redis and PostgreSQL"
         assert.strictEqual(left!.n, 0)
         assert.isTrue((yield* Rebuild.rebuild({})).swapped, "the lock is released: the next rebuild runs")
       }).pipe(Effect.scoped))
+
+    it.effect("a rebuild while a verify replays cannot swap under it: verify still finds the live tables a replay", () =>
+      Effect.gen(function*() {
+        yield* history(61, 40, 8)
+        const replaying = yield* Deferred.make<void>()
+        const rebuilt = yield* Deferred.make<void>()
+        // The verify stops in its replay until the rebuild has had its try (a long replay, in short).
+        const verifying = yield* Effect.fork(Rebuild.verify({
+          onProgress: (p) =>
+            p.phase === "verifying"
+              ? Deferred.succeed(replaying, undefined).pipe(Effect.zipRight(Deferred.await(rebuilt)))
+              : Effect.void
+        }))
+        yield* Deferred.await(replaying)
+        const rebuild = yield* Effect.either(Rebuild.rebuild({ lockTimeout: "1 second" }))
+        yield* Deferred.succeed(rebuilt, undefined)
+        const verified = yield* Fiber.join(verifying)
+        assert.isTrue(Either.isLeft(rebuild), "the swap could not lock the tables the verify holds")
+        assert.isTrue(verified.same, JSON.stringify(verified.diff.filter((d) => !d.same)))
+        assert.isTrue((yield* Rebuild.rebuild({})).swapped, "once the verify is over, a rebuild swaps")
+      }))
 
     it.effect("a rebuild whose lock connection dropped does not swap (another replica may have started)", () =>
       Effect.gen(function*() {
