@@ -104,6 +104,25 @@ describe("the live daemon on real Redis and PostgreSQL", () => {
         yield* eventually(Effect.map(ledger, (l) => l.filter((e) => e.session_id === "quiet-1").map((e) => e.event_type)), (types) => types.includes("session_expired"))
       })))
 
+    it.effect("the pre-expiry sweep writes a session whose TTL is nearly out, with no other signal of it", () =>
+      Effect.scoped(Effect.gen(function*() {
+        const { prefix } = yield* TestEnvTag
+        // No keyspace notifications, a channel nobody publishes on, no reconcile for an hour: only the sweep (every
+        // half window) can find the key before Redis forgets it.
+        const daemon = yield* Daemon.make(yield* daemonOptions({
+          name: "sweep",
+          keyspaceNotifications: false,
+          channelPrefix: "nobody-publishes-here:",
+          expirySweepWindow: "10 seconds"
+        }))
+        yield* eventually(daemon.status, (s) => s.startupSyncDone)
+        yield* RedisClient.use("SET", (c) =>
+          c.set(prefix + "expiring-1", JSON.stringify({ topic: "last words", messages: [msg("bye", 1, "2025-06-01T10:00:00Z")] }), "PX", 8000))
+        yield* eventually(countOf("expiring-1"), (n) => n === 1, "8 seconds")
+        const ttl = yield* RedisClient.use("PTTL", (c) => c.pttl(prefix + "expiring-1"))
+        assert.isAbove(ttl, 0, "written before the key expired")
+      })))
+
     it.effect("writes made while the subscriber is disconnected arrive after it reconnects", () =>
       Effect.scoped(Effect.gen(function*() {
         const { prefix } = yield* TestEnvTag
