@@ -89,18 +89,26 @@ describe("the live daemon on real Redis and PostgreSQL", () => {
         assert.isAtLeast(counts.length, 3)
       })))
 
-    it.effect("with notifications and channel both off, the reconcile scan syncs and finds departures", () =>
+    it.effect("with notifications and channel both refused (capture mode reconcile), its own reconcile scans sync and find departures", () =>
       Effect.scoped(Effect.gen(function*() {
-        const { prefix } = yield* TestEnvTag
-        const daemon = yield* Daemon.make(yield* daemonOptions({ name: "reconcile-only", keyspaceNotifications: false, channelPrefix: "nobody-publishes-here:" }))
+        const { prefix, redisUrl } = yield* TestEnvTag
+        // A Redis user as a locked-down managed service gives: no CONFIG, no pub/sub channel at all.
+        const user = `reconcile-only-${Date.now()}`
+        yield* RedisClient.use("ACL SETUSER", (c) => c.acl("SETUSER", user, "on", ">pw", "~*", "resetchannels", "+@all", "-config"))
+        yield* Effect.addFinalizer(() => RedisClient.use("ACL DELUSER", (c) => c.acl("DELUSER", user)).pipe(Effect.ignore))
+        const url = new URL(redisUrl)
+        url.username = user
+        url.password = "pw"
+        const locked = RedisClient.layer({ url: Redacted.make(url.toString()), host: "", port: 0, db: 0 })
+        const options = yield* daemonOptions({ name: "reconcile-only" })
+        const daemon = yield* Daemon.make({ ...options, pipeline: { ...options.pipeline, reconcileInterval: "1 second" } }).pipe(
+          Effect.provide(locked)
+        )
+        assert.strictEqual((yield* daemon.status).captureMode, "reconcile")
         yield* eventually(daemon.status, (s) => s.startupSyncDone)
         yield* RedisClient.use("SET", (c) => c.set(prefix + "quiet-1", JSON.stringify({ topic: "quiet", messages: [msg("silent", 1, "2025-06-01T10:00:00Z")] })))
-        yield* Effect.sleep("300 millis")
-        assert.strictEqual(yield* countOf("quiet-1"), 0)
-        yield* daemon.pipeline.requestReconcile
         yield* eventually(countOf("quiet-1"), (n) => n === 1)
         yield* RedisClient.use("DEL", (c) => c.del(prefix + "quiet-1"))
-        yield* daemon.pipeline.requestReconcile
         yield* eventually(Effect.map(ledger, (l) => l.filter((e) => e.session_id === "quiet-1").map((e) => e.event_type)), (types) => types.includes("session_expired"))
       })))
 
