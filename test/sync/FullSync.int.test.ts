@@ -1,7 +1,8 @@
 import { SqlClient } from "@effect/sql"
 import { assert, describe, expect, layer } from "@effect/vitest"
-import { Effect, Either, Fiber, Schedule } from "effect"
+import { Effect, Either, Fiber, Option, Schedule } from "effect"
 import { readdirSync, readFileSync } from "node:fs"
+import Pg from "pg"
 import * as SessionStore from "../../src/pg/SessionStore.js"
 import * as RedisClient from "../../src/redis/RedisClient.js"
 import { SessionSource } from "../../src/redis/SessionSource.js"
@@ -381,6 +382,26 @@ describe("full sync on real Redis and PostgreSQL", () => {
         const consistent = yield* assertConsistent
         assert.strictEqual(consistent.ledgerMessages, consistent.messageRows)
       }))
+
+    it.effect("a writer waits while another transaction holds a session's lock (one writer per session, across replicas)", () =>
+      Effect.gen(function*() {
+        const { databaseUrl, schema } = yield* TestEnvTag
+        yield* put("locked-1", { topic: "locked", messages: [msg("wait for it", 1, "2025-01-01T00:00:00Z")] })
+        // Another writer (a replica, say) holds the lock of locked-1 in an open transaction.
+        const other = new Pg.Client({ connectionString: databaseUrl, options: `-c search_path=${schema}` })
+        yield* Effect.promise(() => other.connect())
+        yield* Effect.addFinalizer(() => Effect.promise(() => other.end()))
+        yield* Effect.promise(() => other.query("BEGIN; SELECT sync_lock_sessions(ARRAY['locked-1'])"))
+        const [read] = yield* SessionSource.pipe(Effect.flatMap((s) => s.read(["locked-1"])))
+        const writer = yield* Effect.fork(writeBatch([observe(read!)!], "reconcile", testWriteOptions))
+        // Long enough for the write to be done many times over, were it not waiting.
+        yield* Effect.sleep("1 second")
+        assert.isTrue(Option.isNone(yield* Fiber.poll(writer)), "the writer waits for the lock")
+        assert.strictEqual((yield* messagesOf("locked-1")).length, 0)
+        yield* Effect.promise(() => other.query("COMMIT"))
+        const result = yield* Fiber.join(writer)
+        assert.strictEqual(result.messagesInserted, 1)
+      }).pipe(Effect.scoped))
   })
 })
 
