@@ -80,7 +80,10 @@ export const unsafeMake = (options: DirtyKeysOptions, now: () => number): DirtyK
     mark: (sessionId, hint) => {
       const entry = entries.get(sessionId)
       if (entry !== undefined) {
-        entry.hint = hint
+        // The key is read anyway; the hint only says how it left if the read finds it missing. A "changed" that
+        // follows a departure (the app publishing after its DEL, the pre-expiry sweep) must not make a deleted or
+        // evicted session pass for expired.
+        if (hint !== "changed" || entry.hint === "changed") entry.hint = hint
         return "coalesced"
       }
       if (entries.size >= options.maxPending) {

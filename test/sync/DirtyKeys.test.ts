@@ -5,19 +5,23 @@ import * as DirtyKeys from "../../src/sync/DirtyKeys.js"
 const at = (time: { now: number }) => () => time.now
 
 describe("DirtyKeys", () => {
-  it("coalesces marks of one id into one entry whose hint is the latest", () => {
+  it("coalesces marks of one id into one entry: the latest way of leaving wins, and a later change keeps it", () => {
     const dirty = DirtyKeys.unsafeMake({ maxPending: 10 }, () => 0)
     assert.strictEqual(dirty.mark("a", "changed"), "added")
     assert.strictEqual(dirty.mark("b", "deleted"), "added")
     assert.strictEqual(dirty.mark("a", "expired"), "coalesced")
+    // The app publishes after its DEL: the key is read anyway, and if it is missing it was deleted, not expired.
     assert.strictEqual(dirty.mark("b", "changed"), "coalesced")
     for (let i = 0; i < 1000; i++) dirty.mark("c", "changed")
     dirty.mark("c", "evicted")
-    assert.strictEqual(dirty.size(), 3)
+    dirty.mark("d", "deleted")
+    dirty.mark("d", "evicted")
+    assert.strictEqual(dirty.size(), 4)
     assert.deepStrictEqual(dirty.take(10), [
       { sessionId: "a", hint: "expired" },
-      { sessionId: "b", hint: "changed" },
-      { sessionId: "c", hint: "evicted" }
+      { sessionId: "b", hint: "deleted" },
+      { sessionId: "c", hint: "evicted" },
+      { sessionId: "d", hint: "evicted" }
     ])
     assert.strictEqual(dirty.size(), 0)
   })
