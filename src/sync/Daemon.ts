@@ -84,10 +84,12 @@ export const make = (options: DaemonOptions) =>
     // A live batch is read in slices and written every SYNC_BATCH_BYTES of values, as a full sync is: however
     // large its sessions, the values of about that many bytes are in memory at once (a failed write makes the
     // pipeline retry the whole batch; what was written already is then found unchanged).
-    const flush = (batch: ReadonlyArray<LivePipeline.DirtyEntry>) =>
-      Effect.gen(function*() {
-        const sources = new Map(batch.map((e) => [e.sessionId, heardFrom.get(e.sessionId) ?? "reconcile"] as const))
-        for (const e of batch) heardFrom.delete(e.sessionId)
+    const flush = (batch: ReadonlyArray<LivePipeline.DirtyEntry>) => {
+      // Taken once, when the batch is handed over: the pipeline retries the effect below after a connection
+      // error, and taken inside it the retry found them gone and recorded every event as `reconcile`.
+      const sources = new Map(batch.map((e) => [e.sessionId, heardFrom.get(e.sessionId) ?? "reconcile"] as const))
+      for (const e of batch) heardFrom.delete(e.sessionId)
+      return Effect.gen(function*() {
         let pending: Array<Observation> = []
         let bytes = 0
         for (let i = 0; i < batch.length; i += READ_SLICE) {
@@ -107,6 +109,7 @@ export const make = (options: DaemonOptions) =>
         }
         if (pending.length > 0) yield* write(pending, sources)
       }).pipe(Effect.provideService(SessionStore, store))
+    }
 
     const reconcile = Effect.gen(function*() {
       const progress = yield* Ref.make(zeroProgress(Date.now()))

@@ -2,6 +2,7 @@ import { SqlClient } from "@effect/sql"
 import { assert, describe, layer } from "@effect/vitest"
 import { Duration, Effect, Layer, Redacted, Schedule } from "effect"
 import * as Database from "../../src/pg/Database.js"
+import { PgError } from "../../src/pg/PgError.js"
 import * as SessionStore from "../../src/pg/SessionStore.js"
 import * as RedisClient from "../../src/redis/RedisClient.js"
 import * as Daemon from "../../src/sync/Daemon.js"
@@ -48,6 +49,31 @@ describe("the live daemon on real Redis and PostgreSQL", () => {
         yield* eventually(countOf("live-1"), (n) => n === 2)
         const events = (yield* ledger).filter((e) => e.session_id === "live-1")
         assert.includeMembers(["keyspace", "channel"], events.map((e) => e.source))
+      })))
+
+    it.effect("a live batch retried after a connection error keeps where its sessions were heard of (the ledger's source)", () =>
+      Effect.scoped(Effect.gen(function*() {
+        const store = yield* SessionStore.SessionStore
+        let failNext = false
+        const flaky = SessionStore.SessionStore.of({
+          ...store,
+          apply: (observations, source) =>
+            Effect.suspend(() => {
+              if (!failNext) return store.apply(observations, source)
+              failNext = false
+              return Effect.fail(new PgError({ reason: "connection", message: "injected: connection reset" }))
+            })
+        })
+        const daemon = yield* Daemon.make(yield* daemonOptions({ name: "retry-source", keyspaceNotifications: false })).pipe(
+          Effect.provideService(SessionStore.SessionStore, flaky)
+        )
+        yield* eventually(daemon.status, (s) => s.startupSyncDone)
+        failNext = true
+        yield* appendTheAppsWay("retried-1", msg("after a blip", 1, "2025-06-01T10:00:00Z"))
+        yield* eventually(countOf("retried-1"), (n) => n === 1)
+        assert.isFalse(failNext, "the first write failed and was retried")
+        const events = (yield* ledger).filter((e) => e.session_id === "retried-1")
+        assert.deepStrictEqual(Array.from(new Set(events.map((e) => e.source))), ["channel"])
       })))
 
     it.effect("with keyspace notifications off the channel path syncs", () =>
