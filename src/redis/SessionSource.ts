@@ -76,6 +76,16 @@ export const make = (client: Redis, prefix: string) => {
             types.set(i, String(type))
           })
         }
+        // A key MGET missed but TYPE finds a string was (re)created between the two: read it again, rather than
+        // reject a string for not being one.
+        const recreated = missing.filter((i) => types.get(i) === "string")
+        if (recreated.length > 0) {
+          const again = await client.mgetBuffer(...recreated.map((i) => prefix + ids[i]))
+          recreated.forEach((i, j) => {
+            values[i] = again[j] ?? null
+            if (again[j] === null) types.set(i, "none")
+          })
+        }
         return ids.map((sessionId, i) => {
           const value = values[i] ?? null
           return { sessionId, value, redisType: value !== null ? "string" : types.get(i) ?? "none" }

@@ -5,6 +5,7 @@ import { readdirSync, readFileSync } from "node:fs"
 import Pg from "pg"
 import * as SessionStore from "../../src/pg/SessionStore.js"
 import * as RedisClient from "../../src/redis/RedisClient.js"
+import * as SessionSourceModule from "../../src/redis/SessionSource.js"
 import { SessionSource } from "../../src/redis/SessionSource.js"
 import { decodeSnapshot } from "../../src/core/Snapshot.js"
 import { observe } from "../../src/sync/Observe.js"
@@ -381,6 +382,29 @@ describe("full sync on real Redis and PostgreSQL", () => {
         assert.strictEqual(a.messagesInserted + b.messagesInserted, 400)
         const consistent = yield* assertConsistent
         assert.strictEqual(consistent.ledgerMessages, consistent.messageRows)
+      }))
+
+    it.effect("a key MGET misses but that exists again by the time of TYPE is read again, not rejected as a non-string", () =>
+      Effect.gen(function*() {
+        const { prefix } = yield* TestEnvTag
+        const { client } = yield* RedisClient.RedisClient
+        yield* put("recreated-1", { topic: "back", messages: [msg("again", 1, "2025-01-01T00:00:00Z")] })
+        // The interleaving of a DEL and a SET between the two round trips: the first MGET finds nothing.
+        let first = true
+        const racing = new Proxy(client, {
+          get: (target, name, receiver) =>
+            name === "mgetBuffer"
+              ? (...keys: Array<string>) => {
+                if (!first) return target.mgetBuffer(...keys)
+                first = false
+                return Promise.resolve(keys.map(() => null))
+              }
+              : Reflect.get(target, name, receiver)
+        })
+        const [raw] = yield* SessionSourceModule.make(racing, prefix).read(["recreated-1"])
+        assert.isNotNull(raw!.value, "read again after TYPE found a string")
+        assert.strictEqual(raw!.redisType, "string")
+        assert.include(raw!.value!.toString("utf8"), "again")
       }))
 
     it.effect("a writer waits while another transaction holds a session's lock (one writer per session, across replicas)", () =>
