@@ -160,16 +160,23 @@ export const make = (options: DaemonOptions) =>
     yield* Effect.forkScoped(Effect.repeat(sweep, Schedule.spaced(Duration.max(Duration.millis(Duration.toMillis(window) / 2), Duration.seconds(1)))))
 
     // The start-up sync: everything that changed while the daemon was away.
+    // Connection errors are retried every 5 s, saying so; any other error is not (DESIGN §4): it is logged, the
+    // daemon stays not ready (`startup_sync_done` false), and the reconcile scans try again on their interval.
     yield* Effect.forkScoped(Effect.gen(function*() {
       const progress = yield* Ref.make(zeroProgress(Date.now()))
       const result = yield* fullSync("startup", options.fullSync, progress).pipe(
         Effect.provideService(SessionSource, redis),
         Effect.provideService(SessionStore, store),
-        Effect.retry(Schedule.spaced("5 seconds"))
+        Effect.tapError((e) =>
+          e.reason === "connection"
+            ? Effect.logWarning(`Start-up sync failed on a connection error, retrying in 5 s: ${e.message}`)
+            : Effect.logError(`Start-up sync failed, not retried (the reconcile scans will try again): ${e.message}`)
+        ),
+        Effect.retry({ schedule: Schedule.spaced("5 seconds"), while: (e) => e.reason === "connection" })
       )
       yield* Ref.set(startupSyncDone, true)
       yield* Effect.logInfo(`Initial sync completed: ${describeProgress(result, Date.now())}`)
-    }))
+    }).pipe(Effect.ignore))
 
     return Daemon.of({
       pipeline,

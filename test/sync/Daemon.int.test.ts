@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import { assert, describe, layer } from "@effect/vitest"
-import { Duration, Effect, Layer, Redacted, Schedule } from "effect"
+import { Duration, Effect, Layer, Logger, Redacted, Schedule } from "effect"
 import * as Database from "../../src/pg/Database.js"
 import { PgError } from "../../src/pg/PgError.js"
 import * as SessionStore from "../../src/pg/SessionStore.js"
@@ -74,6 +74,32 @@ describe("the live daemon on real Redis and PostgreSQL", () => {
         assert.isFalse(failNext, "the first write failed and was retried")
         const events = (yield* ledger).filter((e) => e.session_id === "retried-1")
         assert.deepStrictEqual(Array.from(new Set(events.map((e) => e.source))), ["channel"])
+      })))
+
+    it.effect("a start-up sync that fails on a non-connection error says so and is not retried", () =>
+      Effect.scoped(Effect.gen(function*() {
+        const store = yield* SessionStore.SessionStore
+        let attempts = 0
+        const refusing = SessionStore.SessionStore.of({
+          ...store,
+          isEmpty: Effect.suspend(() => {
+            attempts++
+            return Effect.fail(new PgError({ reason: "other", message: "injected: permission denied for table sessions" }))
+          })
+        })
+        const logs: Array<string> = []
+        const collect = Logger.make(({ logLevel, message }) => {
+          logs.push(`${logLevel.label} ${Array.isArray(message) ? message.join(" ") : String(message)}`)
+        })
+        const daemon = yield* Daemon.make(yield* daemonOptions({ name: "startup-refused", keyspaceNotifications: false })).pipe(
+          Effect.provideService(SessionStore.SessionStore, refusing),
+          Effect.provide(Logger.replace(Logger.defaultLogger, collect))
+        )
+        yield* eventually(Effect.sync(() => logs), (l) => l.some((m) => m.includes("Start-up sync failed")))
+        assert.include(logs.find((m) => m.includes("Start-up sync failed")), "ERROR Start-up sync failed, not retried")
+        assert.include(logs.find((m) => m.includes("Start-up sync failed")), "permission denied for table sessions")
+        assert.isFalse((yield* daemon.status).startupSyncDone)
+        assert.strictEqual(attempts, 1)
       })))
 
     it.effect("with keyspace notifications off the channel path syncs", () =>
