@@ -179,7 +179,7 @@ export const SyncStatus = Schema.Struct({
   last_event_at: Timestamp,
   last_commit_at: Timestamp,
   lag_seconds: Schema.Number.annotations({
-    description: "0 when nothing is pending; else time since the pipeline was last caught up (sampled every 250 ms)"
+    description: "How long the oldest change not written yet has waited (dirty or in flight); 0 when every change is written"
   }),
   ledger_seq: Schema.NullOr(Schema.Number).annotations({ description: "Last seq in sync_log; null when PostgreSQL is unreachable" }),
   startup_sync_done: Schema.Boolean,

@@ -4,7 +4,7 @@
  * caller that disconnects does not stop it for the callers that joined it.
  */
 import type { SqlClient } from "@effect/sql"
-import { Cause, Context, Deferred, Effect, Exit, Layer, Option, Ref, Schedule, type Schema } from "effect"
+import { Cause, Context, Deferred, Effect, Exit, Layer, Option, Ref, type Schema } from "effect"
 import * as Metrics from "../Metrics.js"
 import * as Database from "../pg/Database.js"
 import type { PgError } from "../pg/PgError.js"
@@ -138,19 +138,10 @@ export const make = (options: OperationsOptions) =>
     const paused = yield* Ref.make(false)
     yield* Metrics.registerSeries
 
-    // -- lag: the pipeline says how much is pending, not since when; sample it.
-    let busySince: number | null = null
-    const sample = Effect.map(daemon.status, (s) => {
-      const busy = s.pipeline.pending > 0 || s.pipeline.inFlightBatches > 0
-      if (!busy) busySince = null
-      else if (busySince === null) busySince = Date.now()
-    })
-    // `interruptible`: a fiber forked from an uninterruptible region (a layer's build) would inherit it.
-    yield* Effect.forkIn(Effect.interruptible(Effect.repeat(sample, Schedule.spaced("250 millis"))), scope)
+    // -- lag: how long the oldest change not written yet has waited (0 when everything is written). Under steady
+    // load this stays about a batch window; it grows with a backlog, whether or not batches are still finishing.
     const lagOf = (s: DaemonStatus, now: number) =>
-      busySince === null || (s.pipeline.pending === 0 && s.pipeline.inFlightBatches === 0)
-        ? 0
-        : Math.max(0, now - Math.max(busySince, s.pipeline.lastFlushAt ?? 0)) / 1000
+      s.pipeline.oldestUnwrittenAt === null ? 0 : Math.max(0, now - s.pipeline.oldestUnwrittenAt) / 1000
 
     const withServices = <A, E>(effect: Effect.Effect<A, E, SessionSource | SessionStore | SqlClient.SqlClient | RedisClient.RedisClient>) =>
       Effect.provide(effect, context)

@@ -53,6 +53,11 @@ export interface DirtyKeys {
   readonly overflows: () => number
   /** Clock time (millis) of the oldest mark among the ready ids, `undefined` when none is ready. */
   readonly oldestReadyAt: () => number | undefined
+  /**
+   * Clock time (millis) of the oldest change not written yet: dirty, or taken and still in flight; `undefined`
+   * when there is none. How far the pipeline is behind is the time since then.
+   */
+  readonly oldestUnwrittenAt: () => number | undefined
 }
 
 interface Entry {
@@ -66,7 +71,8 @@ export const unsafeMake = (options: DirtyKeysOptions, now: () => number): DirtyK
   if (!(options.maxPending >= 1)) throw new RangeError(`maxPending must be at least 1, got ${options.maxPending}`)
   // Insertion order is mark order: an id keeps its place while dirty and is deleted when taken.
   const entries = new Map<string, Entry>()
-  const flying = new Set<string>()
+  // In flight, with when the change they carry was first marked.
+  const flying = new Map<string, number>()
   // Dirty ids that are also in flight.
   let blocked = 0
   let overflows = 0
@@ -103,7 +109,7 @@ export const unsafeMake = (options: DirtyKeysOptions, now: () => number): DirtyK
         if (flying.has(sessionId)) continue
         batch.push({ sessionId, hint: entry.hint })
         entries.delete(sessionId)
-        flying.add(sessionId)
+        flying.set(sessionId, entry.markedAt)
         if (batch.length >= max) break
       }
       return batch
@@ -122,6 +128,12 @@ export const unsafeMake = (options: DirtyKeysOptions, now: () => number): DirtyK
         if (!flying.has(sessionId)) return entry.markedAt
       }
       return undefined
+    },
+    oldestUnwrittenAt: () => {
+      // The first entry is the oldest dirty one (insertion order is mark order).
+      let oldest: number | undefined = entries.values().next().value?.markedAt
+      for (const markedAt of flying.values()) if (oldest === undefined || markedAt < oldest) oldest = markedAt
+      return oldest
     }
   }
 }

@@ -74,6 +74,8 @@ export interface PipelineStatus {
   /** Clock millis of the last successful flush / reconcile, `null` before the first. */
   readonly lastFlushAt: number | null
   readonly lastReconcileAt: number | null
+  /** Clock millis of the oldest change not written yet (dirty, or in a batch being written); `null` when none. */
+  readonly oldestUnwrittenAt: number | null
 }
 
 export interface Pipeline {
@@ -366,7 +368,8 @@ export const make = <E extends SinkError, R>(
         reconciles,
         reconcileRunning,
         lastFlushAt,
-        lastReconcileAt
+        lastReconcileAt,
+        oldestUnwrittenAt: dirty.oldestUnwrittenAt() ?? null
       }))
     }
   })

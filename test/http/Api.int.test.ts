@@ -201,6 +201,8 @@ describe("HTTP API without a token, on a real daemon, Redis and PostgreSQL", () 
         assert.strictEqual(s.counters.events_received.channel, 1)
         yield* Effect.sleep("200 millis")
         assert.strictEqual((yield* messagesOf("live-1")).length, 0)
+        // The lag is how long the oldest change not written yet has waited: this one, since it was marked.
+        assert.isAtLeast((yield* status).lag_seconds, 0.2)
         assert.strictEqual(sampleOf(yield* metrics, "redis_pg_sync_events_received_total", { source: "channel" }), 1)
 
         const resumed = yield* call("POST", "/api/v1/sync/resume")

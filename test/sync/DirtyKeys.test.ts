@@ -26,6 +26,25 @@ describe("DirtyKeys", () => {
     assert.strictEqual(dirty.size(), 0)
   })
 
+  it("knows when the oldest change not written yet was marked, dirty or in flight", () => {
+    const time = { now: 0 }
+    const dirty = DirtyKeys.unsafeMake({ maxPending: 10 }, at(time))
+    assert.strictEqual(dirty.oldestUnwrittenAt(), undefined)
+    dirty.mark("a", "changed")
+    time.now = 10
+    dirty.mark("b", "changed")
+    time.now = 20
+    dirty.mark("a", "changed") // coalesced: still waiting since 0
+    assert.strictEqual(dirty.oldestUnwrittenAt(), 0)
+    dirty.take(1) // a is in flight now: its change is still not written
+    assert.strictEqual(dirty.oldestUnwrittenAt(), 0)
+    dirty.release(["a"])
+    assert.strictEqual(dirty.oldestUnwrittenAt(), 10)
+    dirty.take(10)
+    dirty.release(["b"])
+    assert.strictEqual(dirty.oldestUnwrittenAt(), undefined)
+  })
+
   it("takes at most n entries, oldest mark first, and skips ids in flight until released", () => {
     const time = { now: 0 }
     const dirty = DirtyKeys.unsafeMake({ maxPending: 10 }, at(time))
