@@ -126,7 +126,7 @@ const bounded = <A, E, R>(component: "redis" | "postgresql", effect: Effect.Effe
 
 const iso = (millis: number | null): string | null => (millis === null ? null : new Date(millis).toISOString())
 
-const PAUSED = "sync is paused: nothing is written to PostgreSQL until POST /api/v1/sync/resume"
+const PAUSED = "sync is paused: no new write starts until POST /api/v1/sync/resume"
 
 export const make = (options: OperationsOptions) =>
   Effect.gen(function*() {
