@@ -234,10 +234,13 @@ export const make = (options: OperationsOptions) =>
       }
       // Claimed in one step: two calls at once cannot both start one.
       const claimed = yield* Ref.modify(lastRebuild, (current) =>
-        current !== null && current.finishedAt === null ? [false, current] : [true, run])
-      if (!claimed) {
+        current !== null && current.finishedAt === null
+          ? [Option.none(), current]
+          : [Option.some(current), run])
+      if (Option.isNone(claimed)) {
         return yield* new Conflict({ message: "a rebuild is already running; follow it in GET /api/v1/sync/status" })
       }
+      const previous = claimed.value
       const started = yield* Deferred.make<void, Rebuild.RebuildError | PgError>()
       yield* withServices(Rebuild.rebuild({ onStarted: Deferred.succeed(started, undefined) }, run.progress)).pipe(
         Effect.tap((result) => Effect.sync(() => run.result = result)),
@@ -261,9 +264,12 @@ export const make = (options: OperationsOptions) =>
         Effect.interruptible,
         Effect.forkIn(scope)
       )
-      yield* Deferred.await(started).pipe(Effect.mapError((e) =>
-        e._tag === "RebuildError" ? new Conflict({ message: e.message }) : toHttpError(e)
-      ))
+      yield* Deferred.await(started).pipe(
+        // Refused before it started (another process holds the schema's rebuild lock): the status keeps showing
+        // the last rebuild that ran, not an attempt that never did.
+        Effect.tapError(() => Ref.update(lastRebuild, (current) => (current === run ? previous : current))),
+        Effect.mapError((e) => e._tag === "RebuildError" ? new Conflict({ message: e.message }) : toHttpError(e))
+      )
       return {
         message: "Rebuild started: the ledger is replayed into a shadow schema, checked, then swapped in; " +
           "follow it in GET /api/v1/sync/status",

@@ -367,6 +367,17 @@ describe("HTTP API without a token, on a real daemon, Redis and PostgreSQL", () 
         const leftovers = yield* Effect.flatMap(SqlClient.SqlClient, (sql) =>
           sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = ${`${schema}_rebuild`}`)
         assert.strictEqual(leftovers[0]!.n, 0, "the shadow schema is gone")
+        // Another process holds the schema's rebuild lock: 409, and the status still shows the rebuild that ran.
+        const holder = new Pg.Client({ connectionString: (yield* TestEnvTag).databaseUrl })
+        yield* Effect.promise(() => holder.connect())
+        yield* Effect.promise(() => holder.query("SELECT pg_advisory_lock($1, hashtext($2))", [0x72707372, schema]))
+        const refused = yield* call("POST", "/api/v1/sync/rebuild")
+        yield* Effect.promise(() => holder.end())
+        assert.strictEqual(refused.status, 409)
+        assert.match(refused.json.message, /already running \(another process or replica\)/)
+        const kept = (yield* status).rebuild
+        assertFields(kept, { phase: "done", error: null })
+        assert.deepStrictEqual(kept.result, done.rebuild.result)
         // Writes go on into the swapped-in tables.
         yield* put("rebuilt-1", session("rebuilt-1", 4))
         assert.strictEqual((yield* call("POST", "/api/v1/sync/session/rebuilt-1")).json.messages_inserted, 1)
