@@ -1,0 +1,62 @@
+#!/usr/bin/env node
+// Summarises a V8 CPU profile (`node --cpu-prof`, or BENCH_DAEMON_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR" with
+// bench/live.mjs): self time by function and by file or package, and, with --incl NAME..., the inclusive time of the
+// functions whose label contains one of the names (inclusive time stops at Effect's fiber boundaries).
+//
+//   node bench/tools/profile-top.mjs FILE.cpuprofile [--top 40] [--incl decide submit ...]
+//
+// On a saturated machine a sample also lands on whatever ran when the thread was descheduled (a `writev` that woke
+// PostgreSQL, say): compare with the process's CPU time from /proc before reading the figures as CPU.
+import { readFileSync } from "node:fs"
+
+const args = process.argv.slice(2)
+const file = args[0]
+if (!file) {
+  console.error("usage: node bench/tools/profile-top.mjs FILE.cpuprofile [--top N] [--incl NAME ...]")
+  process.exit(2)
+}
+const topIndex = args.indexOf("--top")
+const top = topIndex >= 0 ? Number(args[topIndex + 1]) : 40
+const inclIndex = args.indexOf("--incl")
+const inclNames = inclIndex >= 0 ? args.slice(inclIndex + 1).filter((a) => !a.startsWith("--")) : []
+
+const profile = JSON.parse(readFileSync(file, "utf8"))
+const byId = new Map(profile.nodes.map((n) => [n.id, n]))
+const parent = new Map()
+for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id)
+const timeOf = new Map()
+let total = 0
+profile.samples.forEach((id, i) => {
+  const dt = profile.timeDeltas[i] ?? 0
+  timeOf.set(id, (timeOf.get(id) ?? 0) + dt)
+  total += dt
+})
+const label = (n) => `${n.callFrame.functionName || "(anon)"} ${n.callFrame.url.split("/").slice(-2).join("/")}:${n.callFrame.lineNumber + 1}`
+const fileOf = (n) => {
+  const url = n.callFrame.url
+  const pkg = /node_modules\/((@[^/]+\/)?[^/]+)/.exec(url)
+  return pkg ? pkg[1] : url.includes("/dist/") ? url.split("/dist/")[1] : url || n.callFrame.functionName
+}
+const self = new Map()
+const files = new Map()
+for (const [id, t] of timeOf) {
+  const n = byId.get(id)
+  self.set(label(n), (self.get(label(n)) ?? 0) + t)
+  files.set(fileOf(n), (files.get(fileOf(n)) ?? 0) + t)
+}
+const show = (m, n) =>
+  [...m].sort((a, b) => b[1] - a[1]).slice(0, n).map(([k, t]) => `${(t / 1e6).toFixed(2).padStart(7)} s ${(100 * t / total).toFixed(1).padStart(5)} %  ${k}`).join("\n")
+console.log(`${(total / 1e6).toFixed(1)} s sampled\n\n-- self time by function\n${show(self, top)}\n\n-- self time by file or package\n${show(files, 25)}`)
+if (inclNames.length > 0) {
+  const incl = new Map()
+  for (const [id, t] of timeOf) {
+    const seen = new Set()
+    for (let x = id; x !== undefined; x = parent.get(x)) {
+      const k = label(byId.get(x))
+      if (seen.has(k)) continue
+      seen.add(k)
+      if (inclNames.some((name) => k.includes(name))) incl.set(k, (incl.get(k) ?? 0) + t)
+    }
+  }
+  console.log(`\n-- inclusive time\n${show(incl, 60)}`)
+}
