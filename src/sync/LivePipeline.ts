@@ -159,6 +159,7 @@ export const make = <E extends SinkError, R>(
     let reconciles = 0
     let reconcileRequested = options.reconcileOnStart === true
     let reconcileRunning = false
+    let runningReconcile: Fiber.RuntimeFiber<void> | undefined
     let lastFlushAt: number | null = null
     let lastReconcileAt: number | null = null
     // Token bucket of one token: the next flush may start at `nextSlot`.
@@ -258,7 +259,8 @@ export const make = <E extends SinkError, R>(
         }
         reconcileRequested = false
         reconcileRunning = true
-        yield* withRetry("reconcile", sink.reconcile).pipe(
+        // Forked, so that a pause can stop it (`setPaused`); it runs again after the resume.
+        const run = yield* Effect.fork(withRetry("reconcile", sink.reconcile).pipe(
           Effect.matchCauseEffect({
             onSuccess: () =>
               Effect.map(Clock.currentTimeMillis, (now) => {
@@ -266,16 +268,20 @@ export const make = <E extends SinkError, R>(
                 lastReconcileAt = now
               }),
             onFailure: (cause) => {
+              if (Cause.isInterruptedOnly(cause)) return Effect.void
               const failure = Cause.failureOption(cause)
               const why = failure._tag === "Some" ? describe(failure.value) : Cause.pretty(cause)
               return Effect.logWarning(`reconcile failed, not retried: ${why}`)
             }
           }),
           Effect.ensuring(Effect.sync(() => {
+            runningReconcile = undefined
             reconcileRunning = false
           })),
           Effect.withSpan("LivePipeline.reconcile")
-        )
+        ))
+        runningReconcile = run
+        yield* Fiber.await(run)
       }
     })
 
@@ -336,11 +342,17 @@ export const make = <E extends SinkError, R>(
       if (ready === 1 || ready === batchSize) wake.unsafeOpen()
     }
 
+    // A pause also stops a reconcile scan under way (it is idempotent: stopped anywhere, it loses nothing) and
+    // asks for it again, so that it runs once the pipeline is resumed; batches in flight finish.
     const setPaused = (value: boolean) =>
-      Effect.sync(() => {
+      Effect.suspend(() => {
         paused = value
         wake.unsafeOpen()
         reconcileWake.unsafeOpen()
+        const running = runningReconcile
+        if (!value || running === undefined || !reconcileRunning) return Effect.void
+        reconcileRequested = true
+        return Effect.asVoid(Fiber.interrupt(running))
       })
 
     return {

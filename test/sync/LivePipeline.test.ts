@@ -382,6 +382,24 @@ describe("LivePipeline", () => {
       }))
   })
 
+  it.effect("pause stops a reconcile scan under way, which runs again after the resume", () => {
+    const t = makeSink({ reconcileTime: 10_000 })
+    return withPipeline({}, t.sink, (p) =>
+      Effect.gen(function*() {
+        yield* p.requestReconcile
+        yield* advance("1 second")
+        assert.isTrue((yield* p.status).reconcileRunning)
+        yield* p.pause
+        assert.isFalse((yield* p.status).reconcileRunning, "stopped by the pause")
+        yield* advance("1 minute")
+        assert.deepStrictEqual(t.reconciles, [], "nothing finished while paused")
+        yield* p.resume
+        yield* advance("10 seconds")
+        assert.deepStrictEqual(t.reconciles, [{ start: 61_000, end: 71_000 }])
+        assert.strictEqual((yield* p.status).reconciles, 1)
+      }))
+  })
+
   it.effect("shutdown stops intake, lets the batch in flight finish, then flushes the pending sessions", () =>
     Effect.gen(function*() {
       const t = makeSink({ flushTime: 1000 })
