@@ -74,9 +74,9 @@ export const keyPrefix = Config.string("SYNC_KEY_PREFIX").pipe(
   Config.withDefault("chat:session:")
 )
 
-const positive = (name: string, fallback: number, max = 1_000_000) =>
+const positive = (name: string, fallback: number, max = 1_000_000, min = 1) =>
   Config.integer(name).pipe(
-    Config.validate({ message: `expected a whole number from 1 to ${max}`, validation: (n) => n >= 1 && n <= max }),
+    Config.validate({ message: `expected a whole number from ${min} to ${max}`, validation: (n) => n >= min && n <= max }),
     Config.withDefault(fallback)
   )
 
@@ -102,10 +102,7 @@ export const syncConfig = Config.all({
   retryMaxDelay: duration("SYNC_RETRY_MAX_DELAY", "10 seconds"),
   reconcileInterval: duration("SYNC_RECONCILE_INTERVAL", "5 minutes"),
   // At least 2: migrating holds one connection for its lock while the migrator works on another.
-  pgMaxConnections: Config.integer("PG_POOL_MAX").pipe(
-    Config.validate({ message: "expected a whole number from 2 to 1000", validation: (n) => n >= 2 && n <= 1000 }),
-    Config.withDefault(10)
-  )
+  pgMaxConnections: positive("PG_POOL_MAX", 10, 1000, 2)
 })
 
 /** The live daemon (DESIGN §4). */

@@ -84,11 +84,13 @@ const preview = (value: unknown): string => {
  */
 const NUL = /\u0000/g
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g
+/** The same pattern without `g`, for `test` (a global regex's `test` keeps state between calls). */
+const HAS_LONE_SURROGATE = new RegExp(LONE_SURROGATE.source)
 export const storable = (s: string): string => s.replace(NUL, "\uFFFD").replace(LONE_SURROGATE, "\uFFFD")
 /** What `storable` would replace in `s`, in words, or null when nothing. */
 const unstorableIn = (s: string): string | null => {
   const nul = s.includes("\u0000")
-  const lone = /[\uD800-\uDFFF]/.test(s) && s.replace(LONE_SURROGATE, "") !== s
+  const lone = HAS_LONE_SURROGATE.test(s)
   return nul && lone ? "NUL characters and lone surrogates" : nul ? "NUL characters" : lone ? "lone surrogates" : null
 }
 

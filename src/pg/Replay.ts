@@ -73,24 +73,25 @@ export const currentSnapshot: Effect.Effect<string, PgError, SqlClient.SqlClient
 }).pipe(Effect.mapError(classify))
 
 /**
- * A row whose `tx_id` this server has not given out yet: every transaction of its own that the statement can see
- * has an id below the statement's snapshot's xmax. Such ids come with a ledger restored from another cluster
- * (`pg_dump`, logical replication) whose counter was ahead; those rows were all committed before any snapshot
- * taken here, so they count as visible in every one. Read as not visible, they were skipped by the rebuild's first
- * pass and replayed last, under the swap's lock and out of seq order: sessions got other ids.
+ * The first transaction id this server has not given out (as of the statement's snapshot): every transaction of
+ * its own that a statement can see is below it. A `tx_id` at or above it comes with a ledger restored from another
+ * cluster (`pg_dump`, logical replication) whose counter was ahead; such rows were all committed before any
+ * snapshot taken here, so they count as visible in every one. Read as not visible, they were skipped by the
+ * rebuild's first pass and replayed last, under the swap's lock and out of seq order: sessions got other ids.
  */
-const RESTORED = "tx_id >= pg_snapshot_xmax(pg_current_snapshot())"
+const SERVER_XMAX = "pg_snapshot_xmax(pg_current_snapshot())"
 
 const conditions = (sql: SqlClient.SqlClient, filter: EventFilter) => {
   const parts = [sql`true`]
   if (filter.visibleIn !== undefined) {
-    parts.push(sql`(pg_visible_in_snapshot(tx_id, ${filter.visibleIn}::pg_snapshot) OR ${sql.literal(RESTORED)})`)
+    const visible = sql`pg_visible_in_snapshot(tx_id, ${filter.visibleIn}::pg_snapshot)`
+    parts.push(sql`(${visible} OR tx_id >= ${sql.literal(SERVER_XMAX)})`)
   }
   if (filter.notVisibleIn !== undefined) {
-    // Not visible means begun at or after the snapshot's xmin (and not restored): the bounds let the (tx_id, seq)
-    // index find them.
+    // Not visible means begun at or after the snapshot's xmin, and given out by this server: the bounds let the
+    // (tx_id, seq) index find them.
     parts.push(sql`tx_id >= pg_snapshot_xmin(${filter.notVisibleIn}::pg_snapshot)`)
-    parts.push(sql`tx_id < pg_snapshot_xmax(pg_current_snapshot())`)
+    parts.push(sql`tx_id < ${sql.literal(SERVER_XMAX)}`)
     parts.push(sql`NOT pg_visible_in_snapshot(tx_id, ${filter.notVisibleIn}::pg_snapshot)`)
   }
   if (filter.untilSeq !== undefined) parts.push(sql`seq <= ${filter.untilSeq}`)

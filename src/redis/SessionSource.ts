@@ -42,10 +42,19 @@ export const make = (client: Redis, prefix: string) => {
         try: () => client.scanBuffer(cursor, "MATCH", pattern, "COUNT", count),
         catch: (cause) => fromCause(cause, "SCAN failed")
       }).pipe(Effect.flatMap(([next, keys]) => {
-        const unreadable = keys.filter((k) => !isUtf8(k))
-        const ids = Array.from(new Set(keys.filter((k) => isUtf8(k)).map(String)), (k) => k.slice(prefix.length))
-        const unstorable = ids.filter((id) => !storableId(id))
-        const page = [Chunk.of(ids.filter(storableId)), String(next) === "0" ? Option.none() : Option.some(String(next))] as const
+        const unreadable: Array<Buffer> = []
+        const names = new Set<string>()
+        for (const k of keys) {
+          if (isUtf8(k)) names.add(k.toString("utf8"))
+          else unreadable.push(k)
+        }
+        const ids: Array<string> = []
+        const unstorable: Array<string> = []
+        for (const name of names) {
+          const id = name.slice(prefix.length)
+          ;(storableId(id) ? ids : unstorable).push(id)
+        }
+        const page = [Chunk.of(ids), String(next) === "0" ? Option.none() : Option.some(String(next))] as const
         const warnings = [
           ...(unreadable.length === 0 ? [] : [
             `skipped ${unreadable.length} key(s) whose name is not UTF-8 text, which a session id must be (hex): ` +

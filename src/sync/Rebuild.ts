@@ -99,6 +99,9 @@ export class RebuildError extends Data.TaggedError("RebuildError")<{ readonly me
 /** Advisory lock class of rebuilds (two-int form: never the writers' one-bigint session locks). */
 const REBUILD_LOCK_CLASS = 0x72707372
 
+/** `"schema"."table"`. */
+const qualified = (schema: string, table: string) => `${Replay.quoteIdent(schema)}.${Replay.quoteIdent(table)}`
+
 /**
  * Holds the rebuild lock of `schema` for the scope, on a connection of its own; returns that connection's
  * backend pid (see `stillHeld`). Fails with a `RebuildError` when another process or replica holds it.
@@ -232,7 +235,7 @@ const swapIn = (
     const sql = yield* SqlClient.SqlClient
     const q = Replay.quoteIdent
     const tables = Replay.PROJECTION_TABLES.map((t) => t.name)
-    const live = (t: string) => `${q(ledger)}.${q(t)}`
+    const live = (t: string) => qualified(ledger, t)
     const lockTimeout = Duration.decode(options.lockTimeout ?? "30 seconds")
     const deadline = Date.now() + Duration.toMillis(lockTimeout)
     const attempt = transaction(sql, Effect.gen(function*() {
@@ -459,7 +462,7 @@ export const verify = (
       // live names point at tables whose rows this snapshot cannot see, and verify would find them empty. Held,
       // the lock makes a concurrent rebuild wait for it (or give up after its lockTimeout) instead.
       yield* sql.unsafe(
-        `LOCK TABLE ${Replay.PROJECTION_TABLES.map((t) => `${Replay.quoteIdent(ledger)}.${t.name}`).join(", ")} ` +
+        `LOCK TABLE ${Replay.PROJECTION_TABLES.map((t) => qualified(ledger, t.name)).join(", ")} ` +
           "IN ACCESS SHARE MODE"
       )
       const total = yield* Replay.countEvents(0, {})

@@ -13,6 +13,7 @@ import pg from "pg"
 import { Redis } from "ioredis"
 import { inject } from "vitest"
 import { migrations } from "../../src/pg/Database.js"
+import { urlAs } from "../support/Urls.js"
 
 const bin = fileURLToPath(new URL("../../bin/redis-pg-sync.mjs", import.meta.url))
 
@@ -55,10 +56,7 @@ describe("redis-pg-sync check, as a process", () => {
       assert.strictEqual(ok.lines[4], "OK   migrations: all applied")
 
       await admin.acl("SETUSER", user, "on", ">pw", "~*", "&*", "+@all", "-config")
-      const managed = new URL(inject("redisUrl"))
-      managed.username = user
-      managed.password = "pw"
-      const warn = await check({ ...base, REDIS_URL: managed.toString() })
+      const warn = await check({ ...base, REDIS_URL: urlAs(inject("redisUrl"), user, "pw") })
       assert.strictEqual(warn.code, 0, "a warning is not a failure")
       assert.include(warn.lines, "WARN keyspace notifications: CONFIG GET is refused (managed Redis?): the flags cannot be seen; the daemon subscribes anyway, and relies on the session_updated channel and reconcile scans if the service sends no notifications")
 

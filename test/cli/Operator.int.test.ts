@@ -9,6 +9,7 @@ import { fileURLToPath } from "node:url"
 import pg from "pg"
 import { Redis } from "ioredis"
 import { inject } from "vitest"
+import { urlAs } from "../support/Urls.js"
 
 const bin = fileURLToPath(new URL("../../bin/redis-pg-sync.mjs", import.meta.url))
 
@@ -26,13 +27,6 @@ const run = (args: ReadonlyArray<string>, env: Record<string, string>, until?: s
     child.on("exit", (code) => resolve({ code, out }))
   })
 
-const withUser = (url: string, user: string, password: string) => {
-  const u = new URL(url)
-  u.username = user
-  u.password = password
-  return u.toString()
-}
-
 describe("operator commands, as processes", () => {
   it("never print a password: not in check's lines, errors, or the daemon's log while it waits", async () => {
     const suffix = randomBytes(4).toString("hex")
@@ -46,8 +40,8 @@ describe("operator commands, as processes", () => {
     try {
       await admin.acl("SETUSER", user, "on", `>${redisSecret}`, "~*", "&*", "+@all")
       // The test PostgreSQL trusts local connections, so any password is accepted and never checked.
-      const redisUrl = withUser(inject("redisUrl"), user, redisSecret)
-      const databaseUrl = withUser(inject("databaseUrl"), "postgres", pgSecret)
+      const redisUrl = urlAs(inject("redisUrl"), user, redisSecret)
+      const databaseUrl = urlAs(inject("databaseUrl"), "postgres", pgSecret)
       const unreachable = `postgres://postgres:${pgSecret}@127.0.0.1:1/db`
       const base = { PG_SCHEMA: schema, LOG_FORMAT: "json" }
       const outputs = [
@@ -88,7 +82,7 @@ describe("operator commands, as processes", () => {
       }
       await pipeline.exec()
       const sync = await run(["sync"], {
-        REDIS_URL: withUser(inject("redisUrl"), user, "pw"),
+        REDIS_URL: urlAs(inject("redisUrl"), user, "pw"),
         DATABASE_URL: inject("databaseUrl"),
         PG_SCHEMA: schema,
         SYNC_KEY_PREFIX: prefix,
@@ -98,7 +92,7 @@ describe("operator commands, as processes", () => {
       const { rows } = await db.query(`SELECT count(*)::int AS n FROM ${schema}.messages`)
       assert.strictEqual(rows[0].n, 250)
       // The user really may not run KEYS.
-      const probe = new Redis(withUser(inject("redisUrl"), user, "pw"))
+      const probe = new Redis(urlAs(inject("redisUrl"), user, "pw"))
       const refused = await probe.keys(`${prefix}*`).then(() => "allowed", (e: Error) => e.message)
       probe.disconnect()
       assert.match(refused, /NOPERM/)

@@ -5,6 +5,7 @@ import * as ChangeFeed from "../../src/redis/ChangeFeed.js"
 import * as RedisClient from "../../src/redis/RedisClient.js"
 import type { Redis } from "ioredis"
 import { connectionOf, makeRedisEnv, RedisEnvTag, redisOnlyLayer } from "../support/RedisOnly.js"
+import { urlAs } from "../support/Urls.js"
 
 type Signal = ChangeFeed.ChangeSignal
 
@@ -61,10 +62,7 @@ const restrictedUser = (channels: boolean) =>
         c.acl("SETUSER", name, "on", ">pw", "~*", channels ? "&*" : "resetchannels", "+@all", "-config")),
       () => redis("ACL DELUSER", (c) => c.acl("DELUSER", name))
     )
-    const url = new URL(env.redisUrl)
-    url.username = name
-    url.password = "pw"
-    return connectionOf(url.toString())
+    return connectionOf(urlAs(env.redisUrl, name, "pw"))
   })
 
 describe("ChangeFeed on a real Redis", () => {

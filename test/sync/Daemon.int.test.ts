@@ -9,6 +9,7 @@ import * as Daemon from "../../src/sync/Daemon.js"
 import { ledger, messagesOf } from "../support/Data.js"
 import { testDaemonOptions } from "../support/DaemonOptions.js"
 import { makeTestEnv, serversLayer, TestEnvTag } from "../support/Servers.js"
+import { urlAs } from "../support/Urls.js"
 import * as TcpProxy from "../support/TcpProxy.js"
 
 const msg = (content: string, sender: number, timestamp: string) => ({ content, sender_id: sender, timestamp })
@@ -148,10 +149,7 @@ describe("the live daemon on real Redis and PostgreSQL", () => {
         const user = `reconcile-only-${Date.now()}`
         yield* RedisClient.use("ACL SETUSER", (c) => c.acl("SETUSER", user, "on", ">pw", "~*", "resetchannels", "+@all", "-config"))
         yield* Effect.addFinalizer(() => RedisClient.use("ACL DELUSER", (c) => c.acl("DELUSER", user)).pipe(Effect.ignore))
-        const url = new URL(redisUrl)
-        url.username = user
-        url.password = "pw"
-        const locked = RedisClient.layer({ url: Redacted.make(url.toString()), host: "", port: 0, db: 0 })
+        const locked = RedisClient.layer({ url: Redacted.make(urlAs(redisUrl, user, "pw")), host: "", port: 0, db: 0 })
         const options = yield* daemonOptions({ name: "reconcile-only" })
         const daemon = yield* Daemon.make({ ...options, pipeline: { ...options.pipeline, reconcileInterval: "1 second" } }).pipe(
           Effect.provide(locked)
