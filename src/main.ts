@@ -1,13 +1,17 @@
 /**
  * Entry point: loads `.env`, then runs the CLI.
  */
-import { NodeContext, NodeRuntime } from "@effect/platform-node"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Effect, Layer } from "effect"
 import { existsSync } from "node:fs"
 import { cli } from "./Cli.js"
+import { boundHeapGrowth } from "./Heap.js"
 import * as Logging from "./Logging.js"
 
 if (existsSync(".env")) process.loadEnvFile(".env")
+
+boundHeapGrowth()
 
 cli(process.argv).pipe(
   Effect.provide(Layer.merge(NodeContext.layer, Logging.layer)),

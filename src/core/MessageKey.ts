@@ -19,15 +19,24 @@ const digest = (s: string): string => Buffer.from(hash("sha256", s, "binary").sl
 /** The values that identify a message, in order (see `Snapshot.ts`): `[sender, timestamp, content]` or `["id", id]`. */
 export type Identity = ReadonlyArray<unknown>
 
+const NO_PRINTS = new Int32Array(0)
+
 /**
  * The keys of the last snapshot decoded for one session, position by position. The live path re-reads a whole
  * session for each new message: the messages that stand where they stood before (or all shifted by the same
- * number, when the oldest were trimmed away) keep their keys, found by comparing values, and only the others are
- * serialised and hashed. A key is a pure function of the session, the identity and its occurrence, so a memo
- * never goes stale; it is only ever a shortcut to the keys `messageKeys` computes without it.
+ * number, when the oldest were trimmed away) keep their keys, and only the others are serialised and hashed.
+ *
+ * A memo holds no message values, only a 64-bit fingerprint of each identity (see `fingerprintInto`): comparing
+ * a fresh parse's strings with the ones a memo kept from an earlier parse was most of the cost of keying (the
+ * old strings lie scattered in the old generation, a cache miss each), and holding them was most of the
+ * daemon's heap. A message is taken to stand where it stood when its fingerprint is the one held for that
+ * place; two different identities share a fingerprint with a chance of 2^-64, and only a message edited or moved
+ * in place could meet one. A key is a pure function of the session, the identity and its occurrence, so a memo
+ * never goes stale: it is only a shortcut to the keys `messageKeys` computes without it.
  */
 export class KeyMemo {
-  identities: ReadonlyArray<Identity> = []
+  /** Two 32-bit lanes per message: `[2i]` and `[2i + 1]` belong to message `i`. */
+  fingerprints: Int32Array = NO_PRINTS
   keys: ReadonlyArray<string> = []
   /** How many earlier messages of that snapshot have the same identity. */
   occurrences: ReadonlyArray<number> = []
@@ -59,20 +68,59 @@ const same = (a: Identity, b: Identity): boolean => {
 }
 
 /**
+ * Writes the fingerprint of `identity` at `out[2 * at]` and `out[2 * at + 1]`: two multiplicative hash lanes over
+ * each value's type and characters, mixed at the end (as `cyrb53` does, widened to 64 bits). Equal identities
+ * (by `same`, or by JSON for those that are not `comparable`) always get equal fingerprints.
+ */
+const fingerprintInto = (identity: Identity, out: Int32Array, at: number): void => {
+  let h1 = 0xdeadbeef ^ identity.length
+  let h2 = 0x41c6ce57 ^ identity.length
+  const byValue = comparable(identity)
+  const count = byValue ? identity.length : 1
+  for (let e = 0; e < count; e++) {
+    const v = byValue ? identity[e] : JSON.stringify(identity)
+    // A type tag (5: the JSON of an identity that is not comparable), the characters, then the length: no two
+    // different value lists read alike.
+    const tag = !byValue ? 5 : typeof v === "string" ? 1 : v === null ? 2 : typeof v === "number" ? 3 : 4
+    const s = typeof v === "string" ? v : v === null ? "" : String(v)
+    h1 = Math.imul(h1 ^ tag, 2654435761)
+    h2 = Math.imul(h2 ^ tag, 1597334677)
+    for (let k = 0; k < s.length; k++) {
+      const c = s.charCodeAt(k)
+      h1 = Math.imul(h1 ^ c, 2654435761)
+      h2 = Math.imul(h2 ^ c, 1597334677)
+    }
+    h1 = Math.imul(h1 ^ s.length, 2654435761)
+    h2 = Math.imul(h2 ^ s.length, 1597334677)
+  }
+  const a = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909)
+  const b = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909)
+  out[2 * at] = a
+  out[2 * at + 1] = b
+}
+
+const samePrint = (a: Int32Array, i: number, b: Int32Array, j: number): boolean =>
+  a[2 * i] === b[2 * j] && a[2 * i + 1] === b[2 * j + 1]
+
+/**
  * Keys (and occurrence numbers) of `identities[from..]`, written into `keys` and `occurrences`: each identity is
- * numbered by the equal ones before it, compared by value (all must be `comparable`).
+ * numbered by the equal ones before it, compared by value (all must be `comparable`); `prints`, when given, are
+ * their fingerprints, compared first.
  */
 const keyByValue = (
   session: string,
   identities: ReadonlyArray<Identity>,
   from: number,
   keys: Array<string>,
-  occurrences: Array<number>
+  occurrences: Array<number>,
+  prints?: Int32Array
 ): void => {
   for (let i = from; i < identities.length; i++) {
     const identity = identities[i]!
     let occurrence = 0
-    for (let j = 0; j < i; j++) if (same(identities[j]!, identity)) occurrence++
+    for (let j = 0; j < i; j++) {
+      if ((prints === undefined || samePrint(prints, j, prints, i)) && same(identities[j]!, identity)) occurrence++
+    }
     keys[i] = digest(`${session}|${JSON.stringify(identity)}|${occurrence}`)
     occurrences[i] = occurrence
   }
@@ -115,16 +163,18 @@ export const messageKeys = (
   const session = JSON.stringify(sessionId)
   if (memo === undefined) return fresh(session, identities).keys
   const n = identities.length
+  const prints = new Int32Array(2 * n)
+  for (let i = 0; i < n; i++) fingerprintInto(identities[i]!, prints, i)
   const keys = new Array<string>(n)
   const occurrences = new Array<number>(n)
-  const byValue = identities.every(comparable)
   // The leading messages found in the memo's snapshot, at one shift (0: nothing trimmed).
   let reused = 0
   let shift = 0
-  const previous = memo.identities
-  if (n > 0 && byValue) {
-    while (shift < previous.length && !same(identities[0]!, previous[shift]!)) shift++
-    while (reused < n && reused + shift < previous.length && same(identities[reused]!, previous[reused + shift]!)) {
+  const previous = memo.fingerprints
+  const held = memo.keys.length
+  if (n > 0) {
+    while (shift < held && !samePrint(prints, 0, previous, shift)) shift++
+    while (reused < n && reused + shift < held && samePrint(prints, reused, previous, reused + shift)) {
       const occurrence = memo.occurrences[reused + shift]!
       // Shifted, an identity repeated before the shift would be numbered differently now: key it afresh.
       if (shift > 0 && occurrence > 0) break
@@ -133,20 +183,14 @@ export const messageKeys = (
       reused++
     }
   }
-  if (n - reused > LINEAR_LIMIT || (reused < n && !byValue)) {
+  memo.fingerprints = prints
+  if (n - reused > LINEAR_LIMIT || (reused < n && !identities.every(comparable))) {
     const all = fresh(session, identities)
-    memo.identities = identities
     memo.keys = all.keys
     memo.occurrences = all.occurrences
     return all.keys
   }
-  // The memo keeps the identities it already held (long-lived, not garbage) and the new ones: this parse's copies
-  // of the others die young.
-  keyByValue(session, identities, reused, keys, occurrences)
-  const kept = new Array<Identity>(n)
-  for (let i = 0; i < reused; i++) kept[i] = previous[i + shift]!
-  for (let i = reused; i < n; i++) kept[i] = identities[i]!
-  memo.identities = kept
+  keyByValue(session, identities, reused, keys, occurrences, prints)
   memo.keys = keys
   memo.occurrences = occurrences
   return keys

@@ -1,7 +1,7 @@
 /**
  * The handlers of `Api.ts`: one `Operations` call each. And the bearer-token check of `Authorization`.
  */
-import { HttpApiBuilder } from "@effect/platform"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import { Effect, Layer, Option, Redacted } from "effect"
 import { createHash, timingSafeEqual } from "node:crypto"
 import { Api, Authorization, Unauthorized } from "./Api.js"

@@ -4,16 +4,14 @@
  * the services the daemon uses. Every error is JSON with a message; an unknown path is a JSON 404; an unexpected
  * failure is a JSON 500 whose details (stack included) go to the log only.
  */
-import {
-  type HttpApp,
-  HttpApiBuilder,
-  HttpApiSwagger,
-  HttpRouter,
-  HttpServer,
-  HttpServerRequest,
-  HttpServerResponse
-} from "@effect/platform"
-import { NodeHttpServer } from "@effect/platform-node"
+import type * as HttpApp from "@effect/platform/HttpApp"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpApiSwagger from "@effect/platform/HttpApiSwagger"
+import * as HttpRouter from "@effect/platform/HttpRouter"
+import * as HttpServer from "@effect/platform/HttpServer"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Cause, Data, Effect, Layer, Option, type Redacted } from "effect"
 import { createServer, type Server } from "node:http"
 import { Api } from "./Api.js"

@@ -39,6 +39,22 @@ describe("MessageKey.messageKeys", () => {
     assert.deepStrictEqual(trimmed, ["x1", ...messageKeys("s", [["2", "t1", "hi"], ["1", "t0", "ok"], ["id", "m-9"], ["2", "t2", "new"]]).slice(1)])
   })
 
+  it("a memo holds no message values: per message two fingerprint lanes, a key and an occurrence", () => {
+    const memo = new KeyMemo()
+    const identities = [["1", "2025-06-01T10:00:00Z", "a message the memo must not keep"], ["2", "t1", "hi"], ["id", "m-9"]]
+    const keys = messageKeys("s", identities, memo)
+    assert.deepStrictEqual(Object.keys(memo).sort(), ["fingerprints", "keys", "occurrences"])
+    assert.instanceOf(memo.fingerprints, Int32Array)
+    assert.strictEqual(memo.fingerprints.length, 2 * identities.length)
+    assert.deepStrictEqual([memo.keys, memo.occurrences], [keys, [0, 0, 0]])
+    // Equal identities from another parse give equal fingerprints; any change to a value gives another.
+    const again = new KeyMemo()
+    messageKeys("s", [[...identities[0]!], ["2", "t1", "hi!"], ["id", "m-9"]], again)
+    assert.deepStrictEqual(Array.from(again.fingerprints.slice(0, 2)), Array.from(memo.fingerprints.slice(0, 2)))
+    assert.notDeepEqual(Array.from(again.fingerprints.slice(2, 4)), Array.from(memo.fingerprints.slice(2, 4)))
+    assert.deepStrictEqual(Array.from(again.fingerprints.slice(4)), Array.from(memo.fingerprints.slice(4)))
+  })
+
   it("with a memo, a number that is no JSON number (1e999 parses to Infinity, written null) keys as without", () => {
     const value = JSON.parse('{"messages": [{"sender_id": 1, "content": "hi", "timestamp": 1e999}, {"sender_id": 1, "content": "hi"}]}')
     const identities = value.messages.map((m: { timestamp?: unknown }) => ["1", m.timestamp ?? null, "hi"])
