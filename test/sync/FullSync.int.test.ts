@@ -426,6 +426,50 @@ describe("full sync on real Redis and PostgreSQL", () => {
         const result = yield* Fiber.join(writer)
         assert.strictEqual(result.messagesInserted, 1)
       }).pipe(Effect.scoped))
+
+    it.effect("users, groups and memberships seen committed are not inserted again; one deleted behind the writer's back is", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const doc = (group: number, sender: number, text: string) => ({
+          topic: "shared rows",
+          group_id: group,
+          created_by: 9101,
+          messages: [msg(text, sender, "2025-02-01T00:00:00Z")]
+        })
+        yield* put("shared-a", doc(9101, 9102, "a"))
+        yield* syncAll()
+        // Every row PostgreSQL is asked to insert into the shared tables, conflicting or not (BEFORE triggers fire
+        // for each proposed row), is counted from here on.
+        yield* sql`CREATE TABLE shared_insert_probe (tab text NOT NULL)`
+        yield* sql.unsafe(`
+          CREATE FUNCTION shared_insert_probe_count() RETURNS trigger LANGUAGE plpgsql AS $$
+          BEGIN INSERT INTO shared_insert_probe VALUES (TG_TABLE_NAME); RETURN NEW; END $$`)
+        for (const table of ["users", "groups", "group_participants"]) {
+          yield* sql.unsafe(`CREATE TRIGGER shared_insert_probe BEFORE INSERT ON ${table} FOR EACH ROW EXECUTE FUNCTION shared_insert_probe_count()`)
+        }
+        yield* Effect.addFinalizer(() =>
+          sql.unsafe(`DROP TABLE shared_insert_probe; DROP FUNCTION shared_insert_probe_count() CASCADE`).pipe(Effect.orDie)
+        )
+        const probed = sql<{ tab: string; n: number }>`SELECT tab, count(*)::int AS n FROM shared_insert_probe GROUP BY tab ORDER BY tab`
+        yield* put("shared-b", doc(9101, 9102, "b"))
+        const b = yield* syncAll()
+        assert.strictEqual(b.messagesInserted, 1)
+        assert.deepStrictEqual(yield* probed, [], "nothing asked of the shared tables for rows seen committed")
+        yield* put("shared-c", doc(9101, 9103, "c"))
+        yield* syncAll()
+        assert.deepStrictEqual(yield* probed, [{ tab: "group_participants", n: 1 }, { tab: "users", n: 1 }])
+        // User 9103 is deleted behind the writer's back (its membership first). A batch that names it with a new
+        // group fails on the foreign key at commit, and is written again with every row it names.
+        yield* sql`DELETE FROM group_participants WHERE user_id = 9103`
+        yield* sql`DELETE FROM users WHERE id = 9103`
+        yield* put("shared-d", doc(9104, 9103, "d"))
+        const d = yield* syncAll()
+        assert.deepStrictEqual([d.changed, d.messagesInserted], [1, 1])
+        assert.strictEqual((yield* messagesOf("shared-d"))[0]!.content, "d")
+        const [user] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM users WHERE id = 9103`
+        const [pair] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM group_participants WHERE group_id = 9104 AND user_id = 9103`
+        assert.deepStrictEqual([user!.n, pair!.n], [1, 1])
+      }).pipe(Effect.scoped))
   })
 })
 
