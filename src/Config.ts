@@ -5,6 +5,7 @@
  */
 import { Config, ConfigError, Duration, Either, Option, Redacted } from "effect"
 import type { RedisConnectionOptions } from "./redis/RedisConnection.js"
+import { HEAP_GROWTH_PERCENT } from "./Heap.js"
 
 const urlWithScheme = (name: string, schemes: ReadonlyArray<string>) =>
   Config.redacted(name).pipe(
@@ -102,7 +103,15 @@ export const syncConfig = Config.all({
   retryMaxDelay: duration("SYNC_RETRY_MAX_DELAY", "10 seconds"),
   reconcileInterval: duration("SYNC_RECONCILE_INTERVAL", "5 minutes"),
   // At least 2: migrating holds one connection for its lock while the migrator works on another.
-  pgMaxConnections: positive("PG_POOL_MAX", 10, 1000, 2)
+  pgMaxConnections: positive("PG_POOL_MAX", 10, 1000, 2),
+  // Applied at start-up by `Heap.boundHeapGrowth`, before the configuration is read; named here so that a bad value
+  // stops the program with the variable's name, as any other does.
+  heapGrowthPercent: positive(
+    HEAP_GROWTH_PERCENT.variable,
+    HEAP_GROWTH_PERCENT.fallback,
+    HEAP_GROWTH_PERCENT.max,
+    HEAP_GROWTH_PERCENT.min
+  )
 })
 
 /** The live daemon (DESIGN §4). */

@@ -1,25 +1,32 @@
 /**
- * How far the V8 heap may grow between full collections.
+ * How far the V8 heap may grow between full collections (`SYNC_HEAP_GROWTH_PERCENT`).
  *
  * After each full collection V8 lets the heap grow by a factor of its own choosing, up to four times what is live.
  * Under a burst of updates that made the daemon's resident memory three to four times its live heap (600 MB for
  * 150 MB live, `bench/live --rate 20000`). A fixed factor bounds it without a hard limit on the heap, which one
- * huge session could hit (and the process would die). V8 reads the flag at every collection, so setting it at
- * start-up takes effect; one given on the command line or in NODE_OPTIONS wins.
+ * huge session could hit (and the process would die); the price is more frequent collections. V8 reads the flag at
+ * every collection, so setting it at start-up takes effect. Node refuses it in NODE_OPTIONS; one given on the
+ * command line (`node --heap-growing-percent=N dist/main.js`) wins over the variable.
  */
 import { setFlagsFromString } from "node:v8"
 
-/** Growth allowed after a full collection, in percent of the heap then live. */
-export const HEAP_GROWING_PERCENT = 50
+/** Growth allowed after a full collection, in percent of the heap then live; 0 leaves the choice to V8. */
+export const HEAP_GROWTH_PERCENT = { variable: "SYNC_HEAP_GROWTH_PERCENT", fallback: 50, min: 0, max: 1000 } as const
 
-/** The V8 flag to set, or undefined when the command line or NODE_OPTIONS already sets the growth. */
-export const heapGrowthFlag = (execArgv: ReadonlyArray<string>, nodeOptions: string | undefined): string | undefined =>
-  [...execArgv, nodeOptions ?? ""].some((arg) => arg.includes("--heap-growing-percent"))
-    ? undefined
-    : `--heap-growing-percent=${HEAP_GROWING_PERCENT}`
+/**
+ * The V8 flag for `setting` (the variable's value), or undefined: when the command line sets the growth, when the
+ * setting is 0, or when it is not a whole number in range (the configuration then refuses it, naming the variable).
+ */
+export const heapGrowthFlag = (execArgv: ReadonlyArray<string>, setting: string | undefined): string | undefined => {
+  if (execArgv.some((arg) => arg.startsWith("--heap-growing-percent"))) return undefined
+  const { fallback, max, min } = HEAP_GROWTH_PERCENT
+  const percent = setting === undefined || setting.trim() === "" ? fallback : Number(setting)
+  if (!Number.isInteger(percent) || percent < min || percent > max || percent === 0) return undefined
+  return `--heap-growing-percent=${percent}`
+}
 
 /** Sets the flag for this process (see the module doc). */
 export const boundHeapGrowth = (): void => {
-  const flag = heapGrowthFlag(process.execArgv, process.env.NODE_OPTIONS)
+  const flag = heapGrowthFlag(process.execArgv, process.env[HEAP_GROWTH_PERCENT.variable])
   if (flag !== undefined) setFlagsFromString(flag)
 }

@@ -20,6 +20,7 @@ describe("configuration", () => {
       const sync = yield* syncConfig.pipe(withEnv({}))
       assert.strictEqual(sync.writeConcurrency, 3)
       assert.strictEqual(sync.batchSessions, 500)
+      assert.strictEqual(sync.heapGrowthPercent, 50)
     }))
 
   it.effect("a malformed value stops with a message naming the variable", () =>
@@ -32,6 +33,7 @@ describe("configuration", () => {
       assert.strictEqual(yield* failureOf(syncConfig, { SYNC_WRITE_CONCURRENCY: "0" }), "configuration: SYNC_WRITE_CONCURRENCY: expected a whole number from 1 to 32")
       // Migrating holds one connection for its lock and needs another.
       assert.strictEqual(yield* failureOf(syncConfig, { PG_POOL_MAX: "1" }), "configuration: PG_POOL_MAX: expected a whole number from 2 to 1000")
+      assert.strictEqual(yield* failureOf(syncConfig, { SYNC_HEAP_GROWTH_PERCENT: "-5" }), "configuration: SYNC_HEAP_GROWTH_PERCENT: expected a whole number from 0 to 1000")
     }))
 
   it.effect("secrets never appear in errors or in what is logged", () =>

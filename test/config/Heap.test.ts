@@ -1,14 +1,16 @@
 import { assert, describe, it } from "@effect/vitest"
-import { HEAP_GROWING_PERCENT, heapGrowthFlag } from "../../src/Heap.js"
+import { HEAP_GROWTH_PERCENT, heapGrowthFlag } from "../../src/Heap.js"
 
 describe("Heap.heapGrowthFlag", () => {
-  it("bounds the heap's growth when nothing else does", () => {
-    assert.strictEqual(heapGrowthFlag(["--enable-source-maps"], "--max-old-space-size=4096"), `--heap-growing-percent=${HEAP_GROWING_PERCENT}`)
-    assert.strictEqual(heapGrowthFlag([], undefined), `--heap-growing-percent=${HEAP_GROWING_PERCENT}`)
+  it("bounds the heap's growth by default, or as SYNC_HEAP_GROWTH_PERCENT says", () => {
+    assert.strictEqual(heapGrowthFlag(["--enable-source-maps"], undefined), `--heap-growing-percent=${HEAP_GROWTH_PERCENT.fallback}`)
+    assert.strictEqual(heapGrowthFlag([], ""), `--heap-growing-percent=${HEAP_GROWTH_PERCENT.fallback}`)
+    assert.strictEqual(heapGrowthFlag([], "120"), "--heap-growing-percent=120")
   })
 
-  it("leaves a growth given on the command line or in NODE_OPTIONS alone", () => {
-    assert.strictEqual(heapGrowthFlag(["--heap-growing-percent=200"], undefined), undefined)
-    assert.strictEqual(heapGrowthFlag([], "--inspect --heap-growing-percent=20"), undefined)
+  it("0 leaves the growth to V8; a growth on the command line wins; a bad value is left to the configuration", () => {
+    assert.strictEqual(heapGrowthFlag([], "0"), undefined)
+    assert.strictEqual(heapGrowthFlag(["--heap-growing-percent=200"], "30"), undefined)
+    for (const bad of ["-5", "12.5", "lots", "1001"]) assert.strictEqual(heapGrowthFlag([], bad), undefined, bad)
   })
 })
