@@ -73,10 +73,13 @@ const isDuplicateMessage = (e: PgError): boolean => {
 }
 
 /**
- * Message keys held in memory at most (about 80 bytes each). At 200,000, the live bench's 60 s run (330,000 keys)
- * kept reloading keys from PostgreSQL: p99 3.1 s against 1.3 s at 400,000.
+ * Message keys held in memory at most (about 80 bytes each, the key shared with its memo). At 200,000, the live
+ * bench's 60 s run (330,000 keys) kept reloading keys from PostgreSQL: p99 3.1 s against 1.3 s at 400,000. In its
+ * burst (630,000 keys), at 400,000 about a third of the sessions reloaded all their keys for every write (up to
+ * 240 ms of a transaction's time) and the last message came 7.6–10 s or more after the writes; at 700,000 it came
+ * 5.4–6.3 s after, for 26 MB more resident memory (364–366 MB against 338 MB).
  */
-const KEY_CACHE_LIMIT = 400_000
+const KEY_CACHE_LIMIT = 700_000
 
 /**
  * How long a cached session must have gone unused before a new one may take its room (see `SessionCache`): longer
@@ -125,8 +128,8 @@ const makeKeyCache = (limit: number) => {
   }
 }
 
-/** Memoised messages held at most, over all sessions (about 200 bytes each: the identity and the key). */
-const KEY_MEMO_LIMIT = 400_000
+/** Memoised messages held at most, over all sessions (about 24 bytes each beside the key: see `KeyMemo`). */
+const KEY_MEMO_LIMIT = 700_000
 
 /**
  * Per session, the keys of its last decoded snapshot (`MessageKey.KeyMemo`): a live update re-reads a whole

@@ -15,7 +15,7 @@ import * as LivePipeline from "./LivePipeline.js"
 import { observe } from "./Observe.js"
 import { writeBatch } from "./Writer.js"
 
-/** Sessions read from Redis by one MGET of a live batch, and how many such reads are under way at once (see `flush`). */
+/** Sessions read by one MGET of a live batch, and how many such reads are under way at once (see `flush`). */
 const READ_SLICE = 100
 const READ_AHEAD = 3
 
@@ -97,9 +97,10 @@ export const make = (options: DaemonOptions) =>
         let pending: Array<Observation> = []
         let bytes = 0
         yield* Stream.fromIterable(slices).pipe(
-          Stream.mapEffect((slice) => Effect.map(redis.read(slice.map((e) => e.sessionId)), (raws) => ({ slice, raws })), {
-            concurrency: READ_AHEAD
-          }),
+          Stream.mapEffect(
+            (slice) => Effect.map(redis.read(slice.map((e) => e.sessionId)), (raws) => ({ slice, raws })),
+            { concurrency: READ_AHEAD }
+          ),
           Stream.runForEach(({ raws, slice }) =>
             Effect.suspend(() => {
               raws.forEach((raw, j) => {
