@@ -7,7 +7,7 @@
  * Known limit: if a snapshot both trims away an earlier occurrence of an identical tuple and adds a new one,
  * the new one takes the old one's occurrence number and is taken as already known.
  */
-import { hash } from "node:crypto"
+import { hash, randomInt } from "node:crypto"
 
 /**
  * 128 bits of SHA-256, hex: wide enough that a collision across every message ever synced is not a concern.
@@ -68,13 +68,19 @@ const same = (a: Identity, b: Identity): boolean => {
 }
 
 /**
+ * The lanes' seeds, drawn per process (memos live in one process only): a pair of identities that collide cannot
+ * be worked out ahead, as it could for fixed seeds (the hash is not cryptographic).
+ */
+const SEEDS = [randomInt(2 ** 31), randomInt(2 ** 31)] as const
+
+/**
  * Writes the fingerprint of `identity` at `out[2 * at]` and `out[2 * at + 1]`: two multiplicative hash lanes over
  * each value's type and characters, mixed at the end (as `cyrb53` does, widened to 64 bits). Equal identities
  * (by `same`, or by JSON for those that are not `comparable`) always get equal fingerprints.
  */
 const fingerprintInto = (identity: Identity, out: Int32Array, at: number): void => {
-  let h1 = 0xdeadbeef ^ identity.length
-  let h2 = 0x41c6ce57 ^ identity.length
+  let h1 = SEEDS[0] ^ identity.length
+  let h2 = SEEDS[1] ^ identity.length
   const byValue = comparable(identity)
   const count = byValue ? identity.length : 1
   for (let e = 0; e < count; e++) {

@@ -73,7 +73,7 @@ const isDuplicateMessage = (e: PgError): boolean => {
 }
 
 /**
- * Message keys held in memory at most (about 80 bytes each, the key shared with its memo). At 200,000, the live
+ * Message keys held in memory at most (about 90 bytes each). At 200,000, the live
  * bench's 60 s run (330,000 keys) kept reloading keys from PostgreSQL: p99 3.1 s against 1.3 s at 400,000. In its
  * burst (630,000 keys), at 400,000 about a third of the sessions reloaded all their keys for every write (up to
  * 240 ms of a transaction's time) and the last message came 7.6–10 s or more after the writes; at 700,000 it came
@@ -128,7 +128,10 @@ const makeKeyCache = (limit: number) => {
   }
 }
 
-/** Memoised messages held at most, over all sessions (about 24 bytes each beside the key: see `KeyMemo`). */
+/**
+ * Memoised messages held at most, over all sessions (about 75 bytes each with its key; a key the writer appended
+ * is the key cache's string too, one loaded from PostgreSQL is held twice).
+ */
 const KEY_MEMO_LIMIT = 700_000
 
 /**
@@ -162,23 +165,30 @@ const makeKeyMemos = (limit: number) => {
 /** Users, groups and memberships remembered as committed, at most (about 100 bytes each). */
 const SHARED_ROWS_LIMIT = 200_000
 
+/** The shared-rows cache is forgotten this often, so that a row deleted by hand comes back when next named. */
+const SHARED_ROWS_MAX_AGE_MS = 5 * 60_000
+
 /**
  * The users, groups and group memberships this process has seen committed in the projection. Every batch names
  * the senders and groups of its messages, and inserting them again (`ON CONFLICT DO NOTHING`) was three of a live
  * batch's statements, and in a full sync 4.7 s of PostgreSQL's time and a wait on each other batch's uncommitted
  * membership rows. Those rows are only ever inserted, never changed, so a row seen committed is skipped. A rebuild
- * swaps in other tables (`bindTo` forgets everything then); a row deleted behind the daemon's back makes a batch
- * fail on a foreign key, and the store then forgets everything and writes the batch again.
+ * swaps in other tables (`bindTo` forgets everything then). A row deleted behind the daemon's back makes a batch
+ * that refers to it by a foreign key (a session's group or creator, a new membership) fail; the store then forgets
+ * everything and writes the batch again. A user named only as a sender (`messages.sender_user_id` has no foreign
+ * key) or a membership comes back when next named after the cache is forgotten, every `maxAgeMs`.
  */
-const makeSharedRows = (limit: number) => {
+export const makeSharedRows = (limit: number, maxAgeMs: number, now: () => number = Date.now) => {
   const users = new Set<string>()
   const groups = new Set<string>()
   const memberships = new Set<string>()
   let projection: string | null = null
+  let since = now()
   const clear = () => {
     users.clear()
     groups.clear()
     memberships.clear()
+    since = now()
   }
   return {
     clear,
@@ -189,12 +199,15 @@ const makeSharedRows = (limit: number) => {
       projection = table
     },
     /** `changes` without the shared rows already committed. */
-    unseen: (changes: RowChanges): RowChanges => ({
-      ...changes,
-      users: changes.users.filter((u) => !users.has(u.id)),
-      groups: changes.groups.filter((g) => !groups.has(g)),
-      participants: changes.participants.filter(([g, u]) => !memberships.has(`${g}/${u}`))
-    }),
+    unseen: (changes: RowChanges): RowChanges => {
+      if (now() - since > maxAgeMs) clear()
+      return {
+        ...changes,
+        users: changes.users.filter((u) => !users.has(u.id)),
+        groups: changes.groups.filter((g) => !groups.has(g)),
+        participants: changes.participants.filter(([g, u]) => !memberships.has(`${g}/${u}`))
+      }
+    },
     /** Call after the commit of a transaction that wrote (or skipped as present) these rows. */
     remember: (changes: RowChanges) => {
       if (users.size + groups.size + memberships.size > limit) clear()
@@ -226,7 +239,7 @@ export const make = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   const keyCache = makeKeyCache(KEY_CACHE_LIMIT)
   const keyMemos = makeKeyMemos(KEY_MEMO_LIMIT)
-  const shared = makeSharedRows(SHARED_ROWS_LIMIT)
+  const shared = makeSharedRows(SHARED_ROWS_LIMIT, SHARED_ROWS_MAX_AGE_MS)
 
   const standingHashes = (ids: ReadonlyArray<string>) =>
     sql<{ id: string; hash: string }>`
@@ -369,20 +382,25 @@ export const make = Effect.gen(function*() {
     // `decide` appends only messages whose keys the projection does not hold, so the exact write is the rule.
     // A duplicate means the projection holds a message its keys did not show (rows written behind the daemon's
     // back): the batch is written again, skipping messages already there, as a replay would.
-    return attempt(true).pipe(
-      Effect.catchIf(isForeignKeyViolation, (e) =>
-        Effect.logWarning(
-          `a user or group this batch refers to is not in the projection (${e.message}); writing the batch again ` +
-            "with every user and group it names"
-        ).pipe(Effect.zipRight(Effect.suspend(() => {
-          shared.clear()
-          return attempt(true)
-        })))),
+    // A foreign key failure means a user or group the shared-rows cache vouched for is gone (deleted by hand): the
+    // cache is forgotten and the same attempt made again, naming every user and group.
+    const healed = (exact: boolean) =>
+      attempt(exact).pipe(
+        Effect.catchIf(isForeignKeyViolation, (e) =>
+          Effect.logWarning(
+            `a user or group this batch refers to is not in the projection (${e.message}); writing the batch ` +
+              "again with every user and group it names"
+          ).pipe(Effect.zipRight(Effect.suspend(() => {
+            shared.clear()
+            return attempt(exact)
+          }))))
+      )
+    return healed(true).pipe(
       Effect.catchIf(isDuplicateMessage, (e) =>
         Effect.logWarning(
           `a message of this batch was already in the projection (${e.message}); writing the batch again, ` +
             "skipping the messages already there"
-        ).pipe(Effect.zipRight(attempt(false)))),
+        ).pipe(Effect.zipRight(healed(false)))),
       // Committed: remember each written session's keys as of its new last seq (never before the commit).
       Effect.tap((result) =>
         Effect.sync(() => {

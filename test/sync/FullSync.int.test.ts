@@ -470,6 +470,39 @@ describe("full sync on real Redis and PostgreSQL", () => {
         const [pair] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM group_participants WHERE group_id = 9104 AND user_id = 9103`
         assert.deepStrictEqual([user!.n, pair!.n], [1, 1])
       }).pipe(Effect.scoped))
+
+    it.effect("a batch that meets both a message already there and a user deleted by hand is written, not rejected", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const m = (i: number, sender = 9301) => msg(`x${i}`, sender, `2025-06-01T10:00:0${i}Z`)
+        yield* put("dup-fk-other", { topic: "o", group_id: 9300, created_by: 9301, messages: [m(0, 9302)] })
+        yield* put("dup-fk", { topic: "x", group_id: 9300, created_by: 9301, messages: [m(0)] })
+        yield* syncAll()
+        // Written a second time, the session's keys are in the writer's cache: it does not look at the table again.
+        yield* put("dup-fk", { topic: "x", group_id: 9300, created_by: 9301, messages: [m(0), m(1)] })
+        yield* syncAll()
+        // Next value: a message from 9302, in a new group (a new membership, whose foreign key names user 9302).
+        yield* put("dup-fk", { topic: "x", group_id: 9305, created_by: 9301, messages: [m(0), m(1), m(2, 9302)] })
+        // Behind the writer's back: the new message planted in the projection (the duplicate path), and user 9302,
+        // whom the writer saw committed, deleted.
+        const [raw] = yield* SessionSource.pipe(Effect.flatMap((s) => s.read(["dup-fk"])))
+        const decoded = decodeSnapshot("dup-fk", raw!.value!.toString("utf8"))
+        if (Either.isLeft(decoded)) return assert.fail(decoded.left.reason)
+        yield* sql`INSERT INTO messages (id, session_id, message_key, ordinal, content, seq)
+          SELECT 9000000001, id, ${decoded.right.messages[2]!.key}, 2, 'planted', last_seq
+          FROM sessions WHERE redis_session_id = 'dup-fk'`
+        yield* sql`DELETE FROM group_participants WHERE user_id = 9302`
+        yield* sql`DELETE FROM messages WHERE sender_user_id = 9302`
+        yield* sql`DELETE FROM users WHERE id = 9302`
+        const result = yield* syncAll()
+        assert.deepStrictEqual([result.rejected, result.changed], [0, 1])
+        const events = (yield* ledger).filter((e) => e.session_id === "dup-fk").map((e) => e.event_type)
+        assert.notInclude(events, "snapshot_rejected")
+        const [row] = yield* sql<{ group_id: string; users: number }>`
+          SELECT group_id::text, (SELECT count(*)::int FROM users WHERE id = 9302) AS users
+          FROM sessions WHERE redis_session_id = 'dup-fk'`
+        assert.deepStrictEqual(row, { group_id: "9305", users: 1 })
+      }))
   })
 })
 
