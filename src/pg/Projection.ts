@@ -225,22 +225,29 @@ const insertDeduplicated = (sql: SqlClient.SqlClient, appended: AppendedMessages
   })
 
 /**
- * Exact (see `ApplyOptions`): every message is inserted (a duplicate fails the statement), then the sessions
- * not upserted in this batch get their count (from the events), last seq, sync time and snapshot hash.
+ * Exact (see `ApplyOptions`): every message is inserted (a duplicate fails the statement), and the sessions not
+ * upserted in this batch get their count (from the events), last seq, sync time and snapshot hash. Both in one
+ * statement when there are both (a round trip less per live batch): the insert reads no column the touch writes,
+ * and the messages' foreign key to `sessions` is checked at the statement's end, on rows the touch keeps.
  */
 const insertExact = (sql: SqlClient.SqlClient, appended: AppendedMessages, touches: ReadonlyArray<TouchRow>) =>
   Effect.gen(function*() {
-    if (appended.seqs.length > 0) yield* insertMessagesFromLedger(sql, appended)
-    if (touches.length > 0) {
-      const touched = touchRows(touches, (t) => appended.bySession.get(t.redisSessionId) ?? 0)
-      yield* sql`
-        UPDATE sessions s SET
-          message_count = s.message_count + d.n,
-          last_seq = GREATEST(s.last_seq, d.seq),
-          synced_at = CASE WHEN d.seq >= s.last_seq THEN d.at ELSE s.synced_at END,
-          snapshot_hash = CASE WHEN d.seq >= s.last_seq THEN COALESCE(d.hash, s.snapshot_hash) ELSE s.snapshot_hash END
-        FROM json_to_recordset(${touched}::json) AS d(rsid text, seq bigint, at timestamptz, hash text, n int)
-        WHERE s.redis_session_id = d.rsid AND (d.n > 0 OR d.seq >= s.last_seq)`
+    const touch = touches.length === 0 ? undefined : sql`
+      UPDATE sessions s SET
+        message_count = s.message_count + d.n,
+        last_seq = GREATEST(s.last_seq, d.seq),
+        synced_at = CASE WHEN d.seq >= s.last_seq THEN d.at ELSE s.synced_at END,
+        snapshot_hash = CASE WHEN d.seq >= s.last_seq THEN COALESCE(d.hash, s.snapshot_hash) ELSE s.snapshot_hash END
+      FROM json_to_recordset(${touchRows(touches, (t) => appended.bySession.get(t.redisSessionId) ?? 0)}::json)
+        AS d(rsid text, seq bigint, at timestamptz, hash text, n int)
+      WHERE s.redis_session_id = d.rsid AND (d.n > 0 OR d.seq >= s.last_seq)`
+    if (appended.seqs.length === 0) {
+      if (touch !== undefined) yield* touch
+    } else if (touch === undefined) {
+      yield* insertMessagesFromLedger(sql, appended)
+    } else {
+      yield* sql`WITH inserted AS (${insertMessagesFromLedger(sql, appended)} RETURNING 1), touched AS (${touch} RETURNING 1)
+        SELECT (SELECT count(*) FROM inserted) AS inserted, (SELECT count(*) FROM touched) AS touched`
     }
     return appended.count
   })
