@@ -76,9 +76,10 @@ const SEEDS = [randomInt(2 ** 31), randomInt(2 ** 31)] as const
 /**
  * Writes the fingerprint of `identity` at `out[2 * at]` and `out[2 * at + 1]`: two multiplicative hash lanes over
  * each value's type and characters, mixed at the end (as `cyrb53` does, widened to 64 bits). Equal identities
- * (by `same`, or by JSON for those that are not `comparable`) always get equal fingerprints.
+ * (by `same`, or by JSON for those that are not `comparable`) always get equal fingerprints. Returns whether
+ * the identity is `comparable`.
  */
-const fingerprintInto = (identity: Identity, out: Int32Array, at: number): void => {
+const fingerprintInto = (identity: Identity, out: Int32Array, at: number): boolean => {
   let h1 = SEEDS[0] ^ identity.length
   let h2 = SEEDS[1] ^ identity.length
   const byValue = comparable(identity)
@@ -103,6 +104,7 @@ const fingerprintInto = (identity: Identity, out: Int32Array, at: number): void 
   const b = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909)
   out[2 * at] = a
   out[2 * at + 1] = b
+  return byValue
 }
 
 const samePrint = (a: Int32Array, i: number, b: Int32Array, j: number): boolean =>
@@ -170,7 +172,8 @@ export const messageKeys = (
   if (memo === undefined) return fresh(session, identities).keys
   const n = identities.length
   const prints = new Int32Array(2 * n)
-  for (let i = 0; i < n; i++) fingerprintInto(identities[i]!, prints, i)
+  let allComparable = true
+  for (let i = 0; i < n; i++) if (!fingerprintInto(identities[i]!, prints, i)) allComparable = false
   const keys = new Array<string>(n)
   const occurrences = new Array<number>(n)
   // The leading messages found in the memo's snapshot, at one shift (0: nothing trimmed).
@@ -190,7 +193,7 @@ export const messageKeys = (
     }
   }
   memo.fingerprints = prints
-  if (n - reused > LINEAR_LIMIT || (reused < n && !identities.every(comparable))) {
+  if (n - reused > LINEAR_LIMIT || (reused < n && !allComparable)) {
     const all = fresh(session, identities)
     memo.keys = all.keys
     memo.occurrences = all.occurrences

@@ -246,8 +246,8 @@ const insertExact = (sql: SqlClient.SqlClient, appended: AppendedMessages, touch
     } else if (touch === undefined) {
       yield* insertMessagesFromLedger(sql, appended)
     } else {
-      yield* sql`WITH inserted AS (${insertMessagesFromLedger(sql, appended)} RETURNING 1), touched AS (${touch} RETURNING 1)
-        SELECT (SELECT count(*) FROM inserted) AS inserted, (SELECT count(*) FROM touched) AS touched`
+      // Data-modifying CTEs run to completion whether or not the main query reads them.
+      yield* sql`WITH inserted AS (${insertMessagesFromLedger(sql, appended)}), touched AS (${touch}) SELECT 1`
     }
     return appended.count
   })
