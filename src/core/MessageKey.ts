@@ -40,6 +40,8 @@ export class KeyMemo {
   keys: ReadonlyArray<string> = []
   /** How many earlier messages of that snapshot have the same identity. */
   occurrences: ReadonlyArray<number> = []
+  /** Bumped whenever the memo takes a new snapshot: a caller can tell whether it still holds the one it saw. */
+  version = 0
   /** Keys held. */
   get size(): number {
     return this.keys.length
@@ -193,6 +195,7 @@ export const messageKeys = (
     }
   }
   memo.fingerprints = prints
+  memo.version++
   if (n - reused > LINEAR_LIMIT || (reused < n && !allComparable)) {
     const all = fresh(session, identities)
     memo.keys = all.keys

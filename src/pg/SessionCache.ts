@@ -1,6 +1,6 @@
 /**
- * A bounded map from session id to what the writer keeps in memory about it (`SessionStore`'s key cache and key
- * memos), weighed in units (message keys), least recently used first.
+ * A bounded map from session id to what the writer keeps in memory about it (`SessionStore`'s key memos), weighed
+ * in units (message keys), least recently used first.
  *
  * Past its limit, plain LRU evicts the least recently used entry. That holds nothing useful when sessions come
  * round in a cycle longer than the cache can hold, which is what an overloaded live pipeline does (each batch

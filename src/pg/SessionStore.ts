@@ -5,7 +5,7 @@
  */
 import { SqlClient } from "@effect/sql"
 import { Context, Effect, Layer } from "effect"
-import { decide, type Observation, type ProjectedSession, type SessionState } from "../core/Decide.js"
+import { decide, initialState, type Observation, type ProjectedSession, type SessionState } from "../core/Decide.js"
 import { KeyMemo } from "../core/MessageKey.js"
 import type { CommittedEvent, GoneKind, Source, SyncEvent } from "../core/Events.js"
 import { project, type RowChanges } from "../core/Project.js"
@@ -73,92 +73,104 @@ const isDuplicateMessage = (e: PgError): boolean => {
 }
 
 /**
- * Message keys held in memory at most (about 90 bytes each). At 200,000, the live
- * bench's 60 s run (330,000 keys) kept reloading keys from PostgreSQL: p99 3.1 s against 1.3 s at 400,000. In its
- * burst (630,000 keys), at 400,000 about a third of the sessions reloaded all their keys for every write (up to
- * 240 ms of a transaction's time) and the last message came 7.6–10 s or more after the writes; at 700,000 it came
- * 5.4–6.3 s after, for 26 MB more resident memory (364–366 MB against 338 MB).
- */
-const KEY_CACHE_LIMIT = 700_000
-
-/**
  * How long a cached session must have gone unused before a new one may take its room (see `SessionCache`): longer
  * than an overloaded pipeline takes to come round to a session again.
  */
 const MIN_IDLE_MS = 60_000
 
 /**
- * The message keys of recently written sessions, each valid for one `sessions.last_seq`: the live path re-reads a
- * session for every new message, and loading all its keys from PostgreSQL each time was the largest part of a
- * live write. An entry whose `last_seq` is not the projection's (another writer, a replica, a rebuild) is
- * ignored and reloaded. At most `limit` keys are held (see `SessionCache` for which sessions).
+ * Memoised messages held at most, over all sessions (about 75 bytes each with its key). In `bench/live`'s burst
+ * (630,000 keys), with 400,000 (then for a separate key cache) about a third of the sessions reloaded all their
+ * keys from PostgreSQL for every write (up to 240 ms of a transaction's time) and the last message came 7.6–10 s
+ * or more after the writes; with 700,000, 5.4–6.6 s after.
  */
-const makeKeyCache = (limit: number) => {
-  const entries = new SessionCache<{ readonly lastSeq: number; readonly keys: ReadonlySet<string> }>(limit, MIN_IDLE_MS)
-  // The projection the entries were read from: a rebuild swaps in new tables with the same last seqs but
-  // possibly other messages (that is what a rebuild is for), so its entries are all dropped then.
+const KEY_MEMO_LIMIT = 700_000
+
+/** A session's memo, and the projection state at which its keys were last seen committed. */
+interface MemoEntry {
+  readonly memo: KeyMemo
+  /** `sessions.last_seq` when the memo's keys were committed, and the memo's `version` then (-1: never). */
+  vouchedSeq: number
+  vouchedVersion: number
+}
+
+/**
+ * Per session, the keys of its last decoded snapshot (`MessageKey.KeyMemo`): a live update re-reads a whole
+ * session, and serialising and hashing every old message's identity again was the largest part of decoding it.
+ * A key depends only on the identity, so a memo never goes stale as a shortcut to keys.
+ *
+ * A memo also vouches for the projection. Once the transaction that wrote its snapshot has committed, every key it
+ * holds is in `messages` as of the session's `last_seq` then; while the projection's `last_seq` is still that one
+ * and the memo has taken no other snapshot since (its `version`), the writer needs no key from PostgreSQL for the
+ * messages the memo holds. Loading every key of a changed session for each new message was the largest part of a
+ * live write; a separate cache of those key sets was a fifth of the daemon's heap.
+ *
+ * At most `limit` messages are held, counting one more per session (see `SessionCache` for which sessions); a
+ * session turned away gets a memo of its own that is not kept. A rebuild swaps in other tables with the same last
+ * seqs but possibly other messages (that is what a rebuild is for): `bindTo` forgets every memo then.
+ */
+const makeKeyMemos = (limit: number) => {
+  const entries = new SessionCache<MemoEntry>(limit, MIN_IDLE_MS)
   let projection: string | null = null
   return {
-    /** Forgets everything when `table` (the `sessions` table's oid) is not the one the entries came from. */
+    /** Forgets everything when `table` (the `sessions` table's oid) is not the one the memos were vouched in. */
     bindTo: (table: string) => {
       if (table === projection) return
       entries.clear()
       projection = table
     },
-    get: (id: string, lastSeq: number): ReadonlySet<string> | undefined => {
-      const e = entries.get(id)
-      return e === undefined || e.lastSeq !== lastSeq ? undefined : e.keys
+    of: (id: string): MemoEntry => {
+      const held = entries.get(id)
+      if (held !== undefined) return held
+      const entry: MemoEntry = { memo: new KeyMemo(), vouchedSeq: -1, vouchedVersion: -1 }
+      entries.set(id, entry, 1)
+      return entry
     },
-    remember: (committed: ReadonlyArray<CommittedEvent>, before: ReadonlyMap<string, ReadonlySet<string>>) => {
-      const last = new Map<string, { seq: number; added: Array<string> }>()
-      for (const e of committed) {
-        const entry = last.get(e.sessionId) ?? { seq: 0, added: [] }
-        entry.seq = e.seq
-        if (e.type === "messages_appended") for (const m of e.payload.messages) entry.added.push(m.key)
-        last.set(e.sessionId, entry)
-      }
-      for (const [id, { seq, added }] of last) {
-        // The set handed to `decide` is this store's own (loaded or cached), so it is extended in place.
-        const keys = before.get(id) as Set<string> | undefined
-        if (keys === undefined) continue
-        for (const k of added) keys.add(k)
-        entries.set(id, { lastSeq: seq, keys }, keys.size)
+    /** Accounts for what the memos of `ids` grew by. */
+    settle: (ids: Iterable<string>) => {
+      for (const id of ids) {
+        const entry = entries.get(id)
+        // An entry counts one more than its keys: a session with no message still takes room.
+        if (entry !== undefined) entries.set(id, entry, entry.memo.size + 1)
       }
     }
   }
 }
 
-/**
- * Memoised messages held at most, over all sessions (about 75 bytes each with its key; a key the writer appended
- * is the key cache's string too, one loaded from PostgreSQL is held twice).
- */
-const KEY_MEMO_LIMIT = 700_000
+/** The keys `entry`'s memo vouches are in the projection while the session's `last_seq` is `lastSeq`. */
+const vouched = (entry: MemoEntry, lastSeq: number): ReadonlyArray<string> | undefined =>
+  entry.vouchedSeq === lastSeq && entry.vouchedVersion === entry.memo.version ? entry.memo.keys : undefined
 
 /**
- * Per session, the keys of its last decoded snapshot (`MessageKey.KeyMemo`): a live update re-reads a whole
- * session, and serialising and hashing every old message's identity again was the largest part of decoding it.
- * Entries never go stale (a key depends only on the identity). At most `limit` messages are held, counting one
- * more per session (see `SessionCache` for which sessions); a session turned away gets a memo of its own that
- * is not kept.
+ * The keys of messages the projection holds of one session at `lastSeq`: all of them, or when `partial`, at least
+ * those of the messages of its memo's last snapshot.
  */
-const makeKeyMemos = (limit: number) => {
-  const entries = new SessionCache<KeyMemo>(limit, MIN_IDLE_MS)
-  return {
-    of: (id: string): KeyMemo => {
-      const held = entries.get(id)
-      if (held !== undefined) return held
-      const memo = new KeyMemo()
-      entries.set(id, memo, 1)
-      return memo
-    },
-    /** Accounts for what the memos of `ids` grew by. */
-    settle: (ids: Iterable<string>) => {
-      for (const id of ids) {
-        const memo = entries.get(id)
-        // An entry counts one more than its keys: a session with no message still takes room.
-        if (memo !== undefined) entries.set(id, memo, memo.size + 1)
-      }
-    }
+interface KnownKeys {
+  readonly lastSeq: number
+  readonly keys: Set<string>
+  readonly partial: boolean
+}
+
+/** A memo that took a session's snapshot in a transaction, with its `version` then and the session's `last_seq` before. */
+interface Decoded {
+  readonly id: string
+  readonly entry: MemoEntry
+  readonly version: number
+  readonly lastSeq: number
+}
+
+/**
+ * After the commit of `committed`: each memo of `decoded` that has taken no other snapshot since (another
+ * transaction of this process may have decoded the session once the lock was free) vouches for its keys as of the
+ * session's last seq (its last event's, or the one it had when the batch appended nothing for it).
+ */
+const vouch = (committed: ReadonlyArray<CommittedEvent>, decoded: ReadonlyArray<Decoded>) => {
+  const last = new Map<string, number>()
+  for (const e of committed) last.set(e.sessionId, e.seq)
+  for (const d of decoded) {
+    if (d.entry.memo.version !== d.version) continue
+    d.entry.vouchedSeq = last.get(d.id) ?? d.lastSeq
+    d.entry.vouchedVersion = d.version
   }
 }
 
@@ -237,7 +249,6 @@ interface StateRow {
 
 export const make = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
-  const keyCache = makeKeyCache(KEY_CACHE_LIMIT)
   const keyMemos = makeKeyMemos(KEY_MEMO_LIMIT)
   const shared = makeSharedRows(SHARED_ROWS_LIMIT, SHARED_ROWS_MAX_AGE_MS)
 
@@ -258,7 +269,7 @@ export const make = Effect.gen(function*() {
     Effect.mapError(classify)
   )
 
-  const loadStates = (observations: ReadonlyArray<Observation>) =>
+  const loadStates = (observations: ReadonlyArray<Observation>, carried: ReadonlyMap<string, KnownKeys>) =>
     Effect.gen(function*() {
       const ids = observations.map((o) => o.sessionId)
       const rows = yield* sql<StateRow>`
@@ -271,7 +282,7 @@ export const make = Effect.gen(function*() {
                r.snapshot_hash AS rejected_hash, 'sessions'::regclass::oid::text AS projection
         FROM ${sessionRowsOf(sql, ids)}`
       if (rows.length > 0) {
-        keyCache.bindTo(rows[0]!.projection)
+        keyMemos.bindTo(rows[0]!.projection)
         shared.bindTo(rows[0]!.projection)
       }
       // Message keys are needed for the sessions that exist and that `decide` will look into: all but those
@@ -285,25 +296,33 @@ export const make = Effect.gen(function*() {
           return unchanged ? [] : [o.sessionId]
         })
       )
-      const keys = new Map<string, ReadonlySet<string>>()
+      // The keys of each changed session: those an earlier attempt of the same batch knew at the same last seq,
+      // or vouched for by its memo, or else loaded. Vouched keys are complete when they are as many as the
+      // projection counts; fewer, and the projection also holds messages the memo's snapshot no longer had
+      // (trimmed away), which `recheck` asks PostgreSQL about.
+      const known = new Map<string, KnownKeys>()
+      const memos = new Map<string, MemoEntry>()
       const toLoad: Array<string> = []
       for (const id of changed) {
-        const cached = keyCache.get(id, Number(byId.get(id)!.last_seq))
-        if (cached !== undefined) keys.set(id, cached)
-        else toLoad.push(id)
+        const lastSeq = Number(byId.get(id)!.last_seq)
+        const entry = keyMemos.of(id)
+        memos.set(id, entry)
+        const before = carried.get(id)
+        if (before?.lastSeq === lastSeq) {
+          known.set(id, before)
+          continue
+        }
+        const held = vouched(entry, lastSeq)
+        if (held === undefined) toLoad.push(id)
+        const partial = held !== undefined && held.length !== Number(byId.get(id)!.message_count)
+        known.set(id, { lastSeq, keys: new Set(held), partial })
       }
       if (toLoad.length > 0) {
         const keyRows = yield* sql<{ id: string; message_key: string }>`
           SELECT s.redis_session_id AS id, m.message_key
           FROM sessions s JOIN messages m ON m.session_id = s.id
           WHERE s.redis_session_id = ANY(${toLoad}::text[])`
-        const loaded = new Map<string, Set<string>>()
-        for (const r of keyRows) {
-          let set = loaded.get(r.id)
-          if (set === undefined) loaded.set(r.id, set = new Set())
-          set.add(r.message_key)
-        }
-        for (const [id, set] of loaded) keys.set(id, set)
+        for (const r of keyRows) known.get(r.id)!.keys.add(r.message_key)
       }
       const states = new Map<string, SessionState>()
       for (const r of rows) {
@@ -314,13 +333,49 @@ export const make = Effect.gen(function*() {
             updatedAtMicros: r.updated_at_micros === null ? null : Number(r.updated_at_micros),
             messageCount: Number(r.message_count ?? 0),
             gone: r.gone,
-            messageKeys: keys.get(r.id) ?? new Set(),
-            ...(changed.has(r.id) ? { keyMemo: keyMemos.of(r.id) } : {})
+            messageKeys: known.get(r.id)?.keys ?? new Set(),
+            ...(changed.has(r.id) ? { keyMemo: memos.get(r.id)!.memo } : {})
           }
           : null
         states.set(r.id, { session, rejectedHash: r.rejected_hash })
       }
-      return { states, keys }
+      return { states, known, memos }
+    })
+
+  /**
+   * The messages `decide` took as new in sessions whose keys were known only in part (see `loadStates`) that the
+   * projection holds after all: those keys are added to the sessions' sets (the ones their states hold), and those
+   * sessions decided again.
+   */
+  const recheck = (
+    latest: ReadonlyArray<Observation>,
+    decided: ReadonlyArray<ReadonlyArray<SyncEvent>>,
+    known: ReadonlyMap<string, KnownKeys>,
+    stateOf: (o: Observation) => SessionState
+  ) =>
+    Effect.gen(function*() {
+      const ids: Array<string> = []
+      const asked: Array<string> = []
+      latest.forEach((o, i) => {
+        if (known.get(o.sessionId)?.partial !== true) return
+        for (const e of decided[i]!) {
+          if (e.type !== "messages_appended") continue
+          for (const m of e.payload.messages) {
+            ids.push(o.sessionId)
+            asked.push(m.key)
+          }
+        }
+      })
+      if (asked.length === 0) return decided
+      const held = yield* sql<{ id: string; key: string }>`
+        SELECT k.id, k.key
+        FROM unnest(${ids}::text[], ${asked}::text[]) AS k(id, key)
+        JOIN sessions s ON s.redis_session_id = k.id
+        JOIN messages m ON m.session_id = s.id AND m.message_key = k.key`
+      if (held.length === 0) return decided
+      for (const r of held) known.get(r.id)!.keys.add(r.key)
+      const again = new Set(held.map((r) => r.id))
+      return latest.map((o, i) => again.has(o.sessionId) ? decide(o, stateOf(o)) : decided[i]!)
     })
 
   const append = (events: ReadonlyArray<SyncEvent>, source: (sessionId: string) => Source) =>
@@ -350,18 +405,31 @@ export const make = Effect.gen(function*() {
   const apply = (observations: ReadonlyArray<Observation>, source: SourceOf) => {
     const latest = Array.from(new Map(observations.map((o) => [o.sessionId, o])).values())
     if (latest.length === 0) return Effect.succeed(emptyBatch)
-    let known = new Map<string, ReadonlySet<string>>()
+    // The memos that took this batch's snapshots, to vouch for once it has committed (see `makeKeyMemos`).
+    let decoded: Array<Decoded> = []
+    // The keys known in the last attempt: a retry that finds a session at the same last seq knows the same ones, so
+    // a message written behind the writer's back (the duplicate a retry is for) is still appended to the ledger.
+    let carried: ReadonlyMap<string, KnownKeys> = new Map()
     let written: RowChanges | undefined
     const attempt = (exact: boolean) =>
       transaction(sql, Effect.gen(function*() {
         written = undefined
+        decoded = []
         yield* sql`SELECT sync_lock_sessions(${latest.map((o) => o.sessionId)}::text[])`
-        const { states, keys } = yield* loadStates(latest)
-        // Only sessions whose keys were loaded (or cached) are worth remembering: those PostgreSQL already held,
-        // with a changed snapshot. Any other session's state has an empty key set that stands for "not loaded",
-        // and remembering it would make every message of the session's next snapshot look new.
-        known = keys
-        const events = latest.flatMap((o) => decide(o, states.get(o.sessionId) ?? { session: null, rejectedHash: null }))
+        const { known, memos, states } = yield* loadStates(latest, carried)
+        carried = known
+        const before = new Map(Array.from(memos, ([id, entry]) => [id, entry.memo.version]))
+        const stateOf = (o: Observation) => states.get(o.sessionId) ?? initialState
+        const decided = yield* recheck(latest, latest.map((o) => decide(o, stateOf(o))), known, stateOf)
+        // A memo that took a snapshot now holds its keys, all in the projection once this commits, unless the value
+        // was rejected (then none of them is).
+        latest.forEach((o, i) => {
+          const entry = memos.get(o.sessionId)
+          if (entry === undefined || entry.memo.version === before.get(o.sessionId)) return
+          if (decided[i]!.some((e) => e.type === "snapshot_rejected")) return
+          decoded.push({ id: o.sessionId, entry, version: entry.memo.version, lastSeq: known.get(o.sessionId)!.lastSeq })
+        })
+        const events = decided.flat()
         if (events.length === 0) return { ...emptyBatch, sessions: latest.length }
         const committed = yield* append(events, sourceFn(source))
         const changes = project(committed)
@@ -401,10 +469,10 @@ export const make = Effect.gen(function*() {
           `a message of this batch was already in the projection (${e.message}); writing the batch again, ` +
             "skipping the messages already there"
         ).pipe(Effect.zipRight(healed(false)))),
-      // Committed: remember each written session's keys as of its new last seq (never before the commit).
+      // Committed: the memos vouch for their keys as of each session's new last seq (never before the commit).
       Effect.tap((result) =>
         Effect.sync(() => {
-          keyCache.remember(result.committed, known)
+          vouch(result.committed, decoded)
           if (written !== undefined) shared.remember(written)
         })
       ),

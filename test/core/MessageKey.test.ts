@@ -39,11 +39,15 @@ describe("MessageKey.messageKeys", () => {
     assert.deepStrictEqual(trimmed, ["x1", ...messageKeys("s", [["2", "t1", "hi"], ["1", "t0", "ok"], ["id", "m-9"], ["2", "t2", "new"]]).slice(1)])
   })
 
-  it("a memo holds no message values: per message two fingerprint lanes, a key and an occurrence", () => {
+  it("a memo holds no message values: per message two fingerprint lanes, a key and an occurrence, and a version", () => {
     const memo = new KeyMemo()
     const identities = [["1", "2025-06-01T10:00:00Z", "a message the memo must not keep"], ["2", "t1", "hi"], ["id", "m-9"]]
     const keys = messageKeys("s", identities, memo)
-    assert.deepStrictEqual(Object.keys(memo).sort(), ["fingerprints", "keys", "occurrences"])
+    assert.deepStrictEqual(Object.keys(memo).sort(), ["fingerprints", "keys", "occurrences", "version"])
+    // Every snapshot taken is a new version, even the same one again (the writer tells whose snapshot it holds).
+    assert.strictEqual(memo.version, 1)
+    messageKeys("s", identities, memo)
+    assert.strictEqual(memo.version, 2)
     assert.instanceOf(memo.fingerprints, Int32Array)
     assert.strictEqual(memo.fingerprints.length, 2 * identities.length)
     assert.deepStrictEqual([memo.keys, memo.occurrences], [keys, [0, 0, 0]])

@@ -138,6 +138,57 @@ describe("full sync on real Redis and PostgreSQL", () => {
         assert.deepStrictEqual(rows.map((r) => r.ordinal), [0, 1, 2, 3, 4, 5, 6, 7])
       }))
 
+    it.effect("a message that comes back after its session's snapshots no longer held it is not appended again", () =>
+      Effect.gen(function*() {
+        // The writer knows a session's keys from its last snapshot; the projection also holds the ones trimmed away
+        // before it, and those are asked of PostgreSQL when a later snapshot has them again.
+        const ok = msg("ok", 1, "2025-06-03T09:05:00Z")
+        const all = Array.from({ length: 9 }, (_, i) => msg(`t${i}`, 1, `2025-06-01T10:00:0${i}Z`))
+        const snapshots = [
+          ["back-ok", [ok, ok]],
+          ["back-ok", [ok]],
+          ["back-ok", [ok, ok]],
+          ["back-trim", all.slice(0, 5)],
+          ["back-trim", all.slice(3, 8)],
+          ["back-trim", all.slice(2, 9)]
+        ] as const
+        for (const [id, messages] of snapshots) {
+          yield* put(id, { topic: "back", messages })
+          yield* syncAll()
+        }
+        const appended = (id: string) =>
+          ledger.pipe(Effect.map((rows) =>
+            rows.filter((e) => e.session_id === id && e.event_type === "messages_appended")
+              .flatMap((e) => e.payload.messages.map((x: { content: string }) => x.content))
+          ))
+        assert.deepStrictEqual(yield* appended("back-ok"), ["ok", "ok"])
+        assert.deepStrictEqual(yield* appended("back-trim"), ["t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7", "t8"])
+        assert.deepStrictEqual((yield* messagesOf("back-trim")).map((r) => r.content), all.map((m) => m.content))
+      }))
+
+    it.effect("a batch rolled back leaves the writer knowing only what was committed", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const store = yield* SessionStore.SessionStore
+        const m = (i: number) => msg(`rb${i}`, 1, `2025-06-01T10:00:0${i}Z`)
+        yield* put("rollback-1", { topic: "rb", messages: [m(0)] })
+        yield* syncAll()
+        yield* put("rollback-1", { topic: "rb", messages: [m(0), m(1)] })
+        const observation = observe((yield* (yield* SessionSource).read(["rollback-1"]))[0]!)!
+        yield* sql.unsafe(`
+          CREATE FUNCTION refuse_rb1() RETURNS trigger LANGUAGE plpgsql AS $$
+          BEGIN RAISE EXCEPTION 'refused for the test'; END $$;
+          CREATE TRIGGER refuse_rb1 BEFORE INSERT ON messages FOR EACH ROW WHEN (NEW.content = 'rb1')
+            EXECUTE FUNCTION refuse_rb1()`)
+        const failed = yield* Effect.either(store.apply([observation], "api"))
+        yield* sql.unsafe("DROP TRIGGER refuse_rb1 ON messages; DROP FUNCTION refuse_rb1()")
+        assert.isTrue(Either.isLeft(failed), "the batch should have failed")
+        // The failed attempt decoded the new snapshot; its keys were never committed, so rb1 is still new.
+        const result = yield* store.apply([observation], "api")
+        assert.strictEqual(result.messagesInserted, 1)
+        assert.deepStrictEqual((yield* messagesOf("rollback-1")).map((r) => r.content), ["rb0", "rb1"])
+      }))
+
     it.effect("an older snapshot adds its missing messages but never rolls metadata back", () =>
       Effect.gen(function*() {
         const a = msg("first", 1, "2025-06-01T10:00:00Z")
