@@ -7,7 +7,8 @@
 # CI cannot run Docker: test/deploy/Compiled.int.test.ts builds and runs the compiled daemon the same way
 # (npm run build, node dist/main.js start) and passes scripts/test-sync against it.
 
-# -- build: every dependency (TypeScript), then `npm run build` → dist/main.js, dist/src, dist/migrations
+# -- build: every dependency (TypeScript, esbuild), then `npm run build` → dist/main.js (the bundled program),
+#    dist/src and dist/migrations (the compiled tree it is bundled from)
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./

@@ -1,14 +1,19 @@
 #!/usr/bin/env node
-// `npm run build`: compiles src/ and migrations/ with tsc (tsconfig.build.json) into dist/, then writes
-// dist/main.js, the compiled entry point: `node dist/main.js start` is what the Docker image runs.
+// `npm run build`: compiles src/ and migrations/ with tsc (tsconfig.build.json) into dist/, then bundles the
+// program into dist/main.js, the entry point: `node dist/main.js start` is what the Docker image runs.
+//
+// Why a bundle: V8 keeps the source text of every module a program loads, and Effect's modules are mostly
+// documentation comments. Run from the compiled tree, an idle daemon held 46 MB of heap and 160 MB resident;
+// as this bundle (comments and whitespace gone, names kept for stack traces), 24 MB and 133 MB, and about
+// 30 MB less resident under load. dist/main.js.map maps back to src/ (`node --enable-source-maps`).
 //
 //   npm run build [-- --out-dir DIR]
 //
 // --out-dir builds somewhere else (the compiled-daemon test builds under .data/ so that it never replaces a
 // dist/ that is running). DIR must be inside the checkout: the compiled modules find node_modules and
 // package.json ("type": "module") by walking up from it.
+import { build } from "esbuild"
 import { spawnSync } from "node:child_process"
-import { mkdirSync, writeFileSync } from "node:fs"
 import { createRequire } from "node:module"
 import path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -29,6 +34,18 @@ const compiled = spawnSync(process.execPath, [tsc, "-p", path.join(root, "tsconf
 if (compiled.status !== 0) process.exit(compiled.status ?? 1)
 
 // tsc keeps the source layout (rootDir "." so that migrations/ sits beside src/), which puts the program at
-// src/main.js; the entry point at the top of the output is this one line.
-mkdirSync(outDir, { recursive: true })
-writeFileSync(path.join(outDir, "main.js"), "// Written by scripts/build.mjs: the compiled entry point.\nimport \"./src/main.js\"\n")
+// src/main.js. The bundle holds it and every dependency but Node's own modules. The CommonJS dependencies (pg,
+// ioredis) call require(), which an ES module does not have: the banner gives them Node's.
+await build({
+  entryPoints: [path.join(outDir, "src/main.js")],
+  outfile: path.join(outDir, "main.js"),
+  bundle: true,
+  platform: "node",
+  format: "esm",
+  target: "node20",
+  minifyWhitespace: true,
+  minifySyntax: true,
+  sourcemap: true,
+  logLevel: "warning",
+  banner: { js: "import { createRequire as __createRequire } from \"node:module\"; const require = __createRequire(import.meta.url);" }
+})
