@@ -101,9 +101,25 @@ const clean = (s: string, where: string, warnings: Array<string>): string => {
   return storable(s)
 }
 
-/** Whether the raw JSON may decode to characters `clean` replaces: a `\u0000` escape or a surrogate escape. */
+/**
+ * A `\uXXXX` escape of a high surrogate that no escape of a low one follows, or of a low surrogate that no
+ * unescaped escape of a high one precedes: either decodes to a lone surrogate. A backslash preceded by an odd number
+ * of backslashes is text, not an escape: matching such text is harmless (the document is cleaned for nothing),
+ * but taking it for the high half of a pair would miss the lone low escape after it, hence the lookbehind's
+ * count of backslashes.
+ */
+const LONE_SURROGATE_ESCAPE =
+  /\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})|(?<!(?:^|[^\\])(?:\\\\)*\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}/
+
+/**
+ * Whether the raw JSON may decode to characters `clean` replaces: a `\u0000` escape, or a surrogate escape that
+ * is not half of a pair. Python's `json.dumps` (the app's) writes every emoji as a pair of escapes, so a surrogate
+ * escape alone does not mean cleaning: walking every string of such a document was a tenth of a full sync's CPU.
+ * The raw text decoded from UTF-8 holds no lone surrogate itself (invalid bytes become U+FFFD).
+ */
 const mayNeedCleaning = (raw: string): boolean =>
-  raw.includes("\\u0000") || raw.includes("\\ud") || raw.includes("\\uD")
+  raw.includes("\\u0000") ||
+  ((raw.includes("\\ud") || raw.includes("\\uD")) && LONE_SURROGATE_ESCAPE.test(raw))
 
 const text = (value: unknown, where: string, warnings: Array<string>): string | null => {
   if (value === undefined || value === null) return null

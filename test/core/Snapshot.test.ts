@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Either } from "effect"
+import { Either, FastCheck } from "effect"
 import { readdirSync, readFileSync } from "node:fs"
 import { canonicalInteger, decodeSnapshot, type Rejection, type Snapshot } from "../../src/core/Snapshot.js"
 
@@ -329,6 +329,30 @@ describe("Snapshot.decodeSnapshot", () => {
         "topic: NUL characters replaced with U+FFFD",
         "messages[0].content: NUL characters replaced with U+FFFD"
       ])
+    })
+
+    it("a lone surrogate escape is cleaned wherever it is, whatever backslashes stand before it; a pair is kept", () => {
+      // JSON string bodies made of whole tokens: plain text, an escaped backslash, surrogate escapes (paired or not),
+      // and text that only looks like an escape after an escaped backslash.
+      const token = FastCheck.constantFrom("a", "\\\\", "\\ud83d", "\\ude00", "\\uDBFF", "\\uDC00", "ud83d", "\\u0041", "é", "😀")
+      const body = FastCheck.array(token, { maxLength: 8 }).map((ts) => ts.join(""))
+      const lone = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
+      FastCheck.assert(FastCheck.property(body, body, (topic, content) => {
+        const raw = `{"topic":"${topic}","messages":[{"content":"${content}","sender_id":1,"x":{"${content}":1}}]}`
+        const doc = JSON.parse(raw) as { topic: string; messages: Array<{ content: string }> }
+        const snapshot = decoded("s-1", raw)
+        // What was lone is replaced, in values and keys, and nothing else.
+        const expected = (s: string) => s.replace(new RegExp(lone.source, "g"), "\uFFFD")
+        const text = doc.messages[0]!.content
+        assert.strictEqual(snapshot.meta.topic, expected(doc.topic))
+        assert.strictEqual(snapshot.messages[0]!.content, expected(text))
+        assert.deepStrictEqual(snapshot.messages[0]!.extra, { x: { [expected(text)]: 1 } })
+        assert.strictEqual(snapshot.warnings.length > 0, lone.test(doc.topic) || lone.test(text))
+      }), { numRuns: 3000 })
+      // The app's own form of an emoji: a pair of escapes, kept as the character, with no warning.
+      const emoji = decoded("s-1", '{"topic":"\\ud83d\\ude00","messages":[]}')
+      assert.strictEqual(emoji.meta.topic, "😀")
+      assert.deepStrictEqual(emoji.warnings, [])
     })
 
     it("a message that is not an object is kept as its content, with a warning", () => {
