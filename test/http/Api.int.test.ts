@@ -194,7 +194,9 @@ describe("HTTP API without a token, on a real daemon, Redis and PostgreSQL", () 
         assert.match(manual.json.message, /POST \/api\/v1\/sync\/resume/)
         assert.strictEqual((yield* call("POST", "/api/v1/sync/session/one")).status, 409)
 
-        yield* put("live-1", session("live-1", 1))
+        const lagsBefore = sampleOf(yield* metrics, "redis_pg_sync_sync_lag_seconds_count")
+        // A message said now (the lag histogram leaves out timestamps more than a day old).
+        yield* put("live-1", { topic: "live-1", messages: [{ content: "now", sender_id: 1, timestamp: new Date().toISOString() }] })
         yield* publish("live-1")
         const s = yield* eventually(status, (s) => s.pending_keys === 1)
         assertFields(s, { service_status: "paused", sync_enabled: false })
@@ -212,6 +214,8 @@ describe("HTTP API without a token, on a real daemon, Redis and PostgreSQL", () 
         assert.strictEqual(after.lag_seconds, 0)
         const events = (yield* ledger).filter((e) => e.session_id === "live-1")
         assert.deepStrictEqual(Array.from(new Set(events.map((e) => e.source))), ["channel"])
+        // Its lag, from the message's own time to the commit, is in the histogram.
+        assert.strictEqual(sampleOf(yield* metrics, "redis_pg_sync_sync_lag_seconds_count"), lagsBefore + 1)
       }))
 
     it.effect("GET /api/v1/sync/rejections lists reasons; retry: 422 while unchanged, 200 once fixed, 404 without a rejection", () =>
