@@ -5,9 +5,15 @@
 //
 //   node bench/tools/profile-top.mjs FILE.cpuprofile [--top 40] [--incl decide submit ...]
 //
+// Frames of a bundle with a source map beside it (dist/main.js and dist/main.js.map, as `npm run build` writes
+// them) are named by their place in the sources: src/… for ours, the package's own path for a dependency's. A frame
+// is placed where its function starts, so a generator's body may be named by the statement that opens it.
+//
 // On a saturated machine a sample also lands on whatever ran when the thread was descheduled (a `writev` that woke
 // PostgreSQL, say): compare with the process's CPU time from /proc before reading the figures as CPU.
-import { readFileSync } from "node:fs"
+import { existsSync, readFileSync } from "node:fs"
+import { SourceMap } from "node:module"
+import { fileURLToPath } from "node:url"
 
 const args = process.argv.slice(2)
 const file = args[0]
@@ -31,11 +37,33 @@ profile.samples.forEach((id, i) => {
   timeOf.set(id, (timeOf.get(id) ?? 0) + dt)
   total += dt
 })
-const label = (n) => `${n.callFrame.functionName || "(anon)"} ${n.callFrame.url.split("/").slice(-2).join("/")}:${n.callFrame.lineNumber + 1}`
+/** The source map of a script's URL, if a `.map` file sits beside it (read once per script). */
+const maps = new Map()
+const mapOf = (url) => {
+  if (!url.startsWith("file://")) return undefined
+  if (!maps.has(url)) {
+    const path = `${fileURLToPath(url)}.map`
+    maps.set(url, existsSync(path) ? new SourceMap(JSON.parse(readFileSync(path, "utf8"))) : undefined)
+  }
+  return maps.get(url)
+}
+/** Where a frame's function is: its original source and line when a source map says, else the script's. */
+const placeOf = (frame) => {
+  const entry = mapOf(frame.url)?.findEntry(frame.lineNumber, frame.columnNumber)
+  return entry?.originalSource
+    ? { url: entry.originalSource, line: entry.originalLine + 1 }
+    : { url: frame.url, line: frame.lineNumber + 1 }
+}
+const label = (n) => {
+  const { url, line } = placeOf(n.callFrame)
+  return `${n.callFrame.functionName || "(anon)"} ${url.split("/").slice(-2).join("/")}:${line}`
+}
 const fileOf = (n) => {
-  const url = n.callFrame.url
+  const { url } = placeOf(n.callFrame)
   const pkg = /node_modules\/((@[^/]+\/)?[^/]+)/.exec(url)
-  return pkg ? pkg[1] : url.includes("/dist/") ? url.split("/dist/")[1] : url || n.callFrame.functionName
+  if (pkg) return pkg[1]
+  const ours = /(?:^|\/)(src\/.*)$/.exec(url)
+  return ours && !url.includes("node_modules") ? ours[1] : url.includes("/dist/") ? url.split("/dist/")[1] : url || n.callFrame.functionName
 }
 const self = new Map()
 const files = new Map()
