@@ -147,6 +147,8 @@ const vouched = (entry: MemoEntry, lastSeq: number): ReadonlyArray<string> | und
  */
 interface KnownKeys {
   readonly lastSeq: number
+  /** The `sessions` table's oid they were known in (a rebuild swaps in others with the same last seqs). */
+  readonly projection: string
   readonly keys: Set<string>
   readonly partial: boolean
 }
@@ -296,26 +298,34 @@ export const make = Effect.gen(function*() {
           return unchanged ? [] : [o.sessionId]
         })
       )
-      // The keys of each changed session: those an earlier attempt of the same batch knew at the same last seq,
-      // or vouched for by its memo, or else loaded. Vouched keys are complete when they are as many as the
-      // projection counts; fewer, and the projection also holds messages the memo's snapshot no longer had
-      // (trimmed away), which `recheck` asks PostgreSQL about.
+      // The keys of each changed session: those an earlier attempt of the same batch knew at the same last seq in
+      // the same tables, or vouched for by its memo, or else loaded. Vouched keys are complete when they are as
+      // many as the projection counts; fewer, and the projection also holds messages the memo's snapshot no
+      // longer had (trimmed away), which `recheck` asks PostgreSQL about; more, and a message the memo vouches for
+      // is not there (deleted by hand): they are not trusted.
       const known = new Map<string, KnownKeys>()
       const memos = new Map<string, MemoEntry>()
       const toLoad: Array<string> = []
       for (const id of changed) {
-        const lastSeq = Number(byId.get(id)!.last_seq)
+        const row = byId.get(id)!
+        const lastSeq = Number(row.last_seq)
         const entry = keyMemos.of(id)
         memos.set(id, entry)
         const before = carried.get(id)
-        if (before?.lastSeq === lastSeq) {
+        if (before?.lastSeq === lastSeq && before.projection === row.projection) {
           known.set(id, before)
           continue
         }
+        const count = Number(row.message_count)
         const held = vouched(entry, lastSeq)
-        if (held === undefined) toLoad.push(id)
-        const partial = held !== undefined && held.length !== Number(byId.get(id)!.message_count)
-        known.set(id, { lastSeq, keys: new Set(held), partial })
+        const trusted = held !== undefined && held.length <= count ? held : undefined
+        if (trusted === undefined) toLoad.push(id)
+        known.set(id, {
+          lastSeq,
+          projection: row.projection,
+          keys: new Set(trusted),
+          partial: trusted !== undefined && trusted.length < count
+        })
       }
       if (toLoad.length > 0) {
         const keyRows = yield* sql<{ id: string; message_key: string }>`

@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import { assert, describe, layer } from "@effect/vitest"
-import { Deferred, Effect, Either, Fiber, Ref } from "effect"
+import { Deferred, Effect, Either, Fiber, Ref, Schedule } from "effect"
 import Pg from "pg"
 import type { Observation } from "../../src/core/Decide.js"
 import type { GoneKind } from "../../src/core/Events.js"
@@ -278,6 +278,80 @@ describe("rebuild, verify and point-in-time replay on real Redis and PostgreSQL"
           WHERE session_id = (SELECT id FROM sessions WHERE redis_session_id = 'cached-1')`
         assert.deepStrictEqual(row!.contents, ["c0", "c2", "c1"])
         assert.isTrue((yield* Rebuild.verify()).same)
+      }).pipe(Effect.scoped))
+
+    it.effect("a batch retried across a swap does not reuse the keys it knew in the replaced tables", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const { databaseUrl, schema } = yield* TestEnvTag
+        yield* dropAfter(`${schema}_rebuild`)
+        const m = (i: number) => ({ content: `x${i}`, sender_id: 1, timestamp: `2025-06-01T10:00:0${i}Z` })
+        const store = yield* SessionStore.make
+        const write = (messages: Array<unknown>) =>
+          Effect.gen(function*() {
+            yield* put("across-1", { topic: "across", messages })
+            const [raw] = yield* (yield* SessionSource).read(["across-1"])
+            return observe(raw!)!
+          })
+        yield* store.apply([yield* write([m(0)])], "api")
+        yield* store.apply([yield* write([m(0), m(1)])], "api")
+        // An operator's mistake that a rebuild is for: x1's row is gone from the table (the ledger has it).
+        yield* sql`DELETE FROM messages WHERE content = 'x1'`
+        const observation = yield* write([m(0), m(1), m(2)])
+        // Every step is ordered by locks, not by time. The first attempt stops at its insert of x2 until the test
+        // lets it go, then fails as if a row it refers to were gone (a foreign key violation: retried).
+        const connect = () =>
+          Effect.acquireRelease(
+            Effect.promise(async () => {
+              const client = new Pg.Client({ connectionString: databaseUrl })
+              await client.connect()
+              return client
+            }),
+            (client) => Effect.promise(() => client.end())
+          )
+        const gate = yield* connect()
+        const blocker = yield* connect()
+        yield* Effect.promise(() => gate.query("SELECT pg_advisory_lock(424242)"))
+        yield* sql.unsafe(`
+          CREATE FUNCTION across_fail() RETURNS trigger LANGUAGE plpgsql AS $$
+          BEGIN
+            PERFORM pg_advisory_lock(424242);
+            PERFORM pg_advisory_unlock(424242);
+            RAISE EXCEPTION 'a row this batch refers to is gone' USING ERRCODE = 'foreign_key_violation';
+          END $$;
+          CREATE TRIGGER across_fail BEFORE INSERT ON messages FOR EACH ROW WHEN (NEW.content = 'x2')
+            EXECUTE FUNCTION across_fail()`)
+        const waiting = (condition: string) =>
+          Effect.gen(function*() {
+            const [row] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_locks WHERE ${sql.unsafe(condition)}`
+            if (row!.n === 0) return yield* Effect.fail("not yet")
+          }).pipe(Effect.retry({ times: 600, schedule: Schedule.spaced("50 millis") }), Effect.orDie)
+        // A writer that has no memo of the session yet (another replica, or one just started) loads its keys.
+        const fresh = yield* SessionStore.make
+        const applied = yield* Effect.fork(fresh.apply([observation], "api"))
+        // The first attempt holds the session's lock and waits at the gate.
+        yield* waiting("locktype = 'advisory' AND NOT granted AND classid = 0 AND objid = 424242")
+        // Another transaction queues for the session's lock, ahead of the second attempt.
+        const [{ pid }] = (yield* Effect.promise(() => blocker.query("SELECT pg_backend_pid() AS pid"))).rows
+        yield* Effect.promise(() => blocker.query("BEGIN"))
+        const queued = blocker.query("SELECT pg_advisory_xact_lock(hashtextextended('across-1', 0))")
+        yield* waiting(`locktype = 'advisory' AND NOT granted AND pid = ${Number(pid)}`)
+        yield* Effect.promise(() => gate.query("SELECT pg_advisory_unlock(424242)"))
+        yield* Effect.promise(() => queued)
+        // The first attempt has failed and the second waits for the lock; a rebuild swaps in tables with x1 again.
+        const rebuilt = yield* Rebuild.rebuild({})
+        assert.isTrue(rebuilt.swapped)
+        yield* Effect.promise(() => blocker.query("COMMIT"))
+        yield* Fiber.join(applied)
+        const appended = (yield* sql<{ key: string }>`
+          SELECT m->>'key' AS key FROM sync_log, jsonb_array_elements(payload->'messages') AS m
+          WHERE session_id = 'across-1' AND event_type = 'messages_appended'`).map((r) => r.key)
+        assert.strictEqual(appended.length, 3, "each message appended to the ledger once")
+        assert.strictEqual(new Set(appended).size, 3)
+        const [row] = yield* sql<{ contents: Array<string> }>`
+          SELECT array_agg(content ORDER BY ordinal) AS contents FROM messages
+          WHERE session_id = (SELECT id FROM sessions WHERE redis_session_id = 'across-1')`
+        assert.deepStrictEqual(row!.contents, ["x0", "x1", "x2"])
       }).pipe(Effect.scoped))
 
     it.effect("a swap that cannot get its locks gives up within lockTimeout: live tables unchanged, no shadow left", () =>
