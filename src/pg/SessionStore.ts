@@ -80,9 +80,9 @@ const MIN_IDLE_MS = 60_000
 
 /**
  * Memoised messages held at most, over all sessions (about 75 bytes each with its key). In `bench/live`'s burst
- * (630,000 keys), with 400,000 (then for a separate key cache) about a third of the sessions reloaded all their
- * keys from PostgreSQL for every write (up to 240 ms of a transaction's time) and the last message came 7.6–10 s
- * or more after the writes; with 700,000, 5.4–6.6 s after.
+ * (630,000 keys), a bound of 400,000 (on the key cache of the time, before the memos vouched for keys) made about a
+ * third of the sessions reload all their keys from PostgreSQL for every write (up to 240 ms of a transaction's
+ * time), and the last message came 7.6–10 s or more after the writes; with 700,000, 4.8–6.6 s after.
  */
 const KEY_MEMO_LIMIT = 700_000
 
