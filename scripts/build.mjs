@@ -14,6 +14,7 @@
 // package.json ("type": "module") by walking up from it.
 import { build } from "esbuild"
 import { spawnSync } from "node:child_process"
+import { readFileSync } from "node:fs"
 import { createRequire } from "node:module"
 import path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -36,6 +37,23 @@ if (compiled.status !== 0) process.exit(compiled.status ?? 1)
 // tsc keeps the source layout (rootDir "." so that migrations/ sits beside src/), which puts the program at
 // src/main.js. The bundle holds it and every dependency but Node's own modules. The CommonJS dependencies (pg,
 // ioredis) call require(), which an ES module does not have: the banner gives them Node's.
+// ioredis finds its own version (sent as CLIENT SETINFO LIB-VER) by reading ../../package.json from __dirname,
+// which a bundle does not have: it would report "error-fetching-version". The version is written in at build time.
+const ioredisVersion = JSON.parse(
+  readFileSync(createRequire(import.meta.url).resolve("ioredis/package.json"), "utf8")
+).version
+const ioredisPackageMeta = {
+  name: "ioredis-package-meta",
+  setup(build) {
+    build.onLoad({ filter: /[\\/]ioredis[\\/]built[\\/]utils[\\/]index\.js$/ }, (args) => {
+      const source = readFileSync(args.path, "utf8")
+      const declaration = "let cachedPackageMeta = null;"
+      if (!source.includes(declaration)) throw new Error(`${args.path}: no "${declaration}" to set the version in`)
+      return { contents: source.replace(declaration, `let cachedPackageMeta = { version: ${JSON.stringify(ioredisVersion)} };`), loader: "js" }
+    })
+  }
+}
+
 await build({
   entryPoints: [path.join(outDir, "src/main.js")],
   outfile: path.join(outDir, "main.js"),
@@ -47,5 +65,10 @@ await build({
   minifySyntax: true,
   sourcemap: true,
   logLevel: "warning",
-  banner: { js: "import { createRequire as __createRequire } from \"node:module\"; const require = __createRequire(import.meta.url);" }
+  plugins: [ioredisPackageMeta],
+  // require() for the CommonJS dependencies; __dirname for ioredis's error stacks (its only other use of it).
+  banner: {
+    js: "import { createRequire as __createRequire } from \"node:module\"; const require = __createRequire(import.meta.url); " +
+      "import { fileURLToPath as __fileURLToPath } from \"node:url\"; const __dirname = __fileURLToPath(new URL(\".\", import.meta.url));"
+  }
 })

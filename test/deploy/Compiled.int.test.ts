@@ -107,6 +107,9 @@ describe("the compiled daemon (npm run build; node dist/main.js start)", () => {
       const output = result.stdout + result.stderr
       assert.match(output, /^OK +Redis: reachable/m, output)
       assert.match(output, /^OK +PostgreSQL/m, output)
+      // ioredis reads its version from its package.json at run time, which the bundle does not have: it is written in.
+      const ioredisVersion = JSON.parse(readFileSync(path.join(root, "node_modules/ioredis/package.json"), "utf8")).version
+      assert.include(readFileSync(path.join(alone, "main.js"), "utf8"), `cachedPackageMeta={version:${JSON.stringify(ioredisVersion)}}`)
     } finally {
       rmSync(alone, { recursive: true, force: true })
     }
