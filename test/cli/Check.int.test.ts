@@ -3,8 +3,9 @@
  * the fix, and exit 1 when something failed.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { spawn } from "node:child_process"
+import { execFileSync, spawn } from "node:child_process"
 import { existsSync, rmSync } from "node:fs"
+import net from "node:net"
 import os from "node:os"
 import path from "node:path"
 import { randomBytes } from "node:crypto"
@@ -16,6 +17,9 @@ import { migrations } from "../../src/pg/Database.js"
 import { urlAs } from "../support/Urls.js"
 
 const bin = fileURLToPath(new URL("../../bin/redis-pg-sync.mjs", import.meta.url))
+
+/** redis-server, as the test services found (or installed) it. */
+const redisServer = () => execFileSync("sh", ["-c", "command -v redis-server"], { encoding: "utf8" }).trim()
 
 const check = (env: Record<string, string>) =>
   new Promise<{ code: number | null; lines: Array<string> }>((resolve) => {
@@ -76,6 +80,38 @@ describe("redis-pg-sync check, as a process", () => {
       await db.end()
     }
   }, 90_000)
+
+  it("WARN, not FAIL, when the Redis's notify-keyspace-events lacks the flags (a Redis of its own: the shared one's flags stay)", async () => {
+    // A free port, then a throwaway redis-server on it (the one the test services use), with notifications off.
+    const port = await new Promise<number>((resolve) => {
+      const probe = net.createServer().listen(0, "127.0.0.1", () => {
+        const { port } = probe.address() as net.AddressInfo
+        probe.close(() => resolve(port))
+      })
+    })
+    const server = spawn(redisServer(), ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--notify-keyspace-events", ""], { stdio: "ignore" })
+    try {
+      // Up once it accepts a connection (within 10 s).
+      for (let tries = 0; ; tries++) {
+        const up = await new Promise<boolean>((resolve) => {
+          const socket = net.connect(port, "127.0.0.1", () => (socket.end(), resolve(true))).on("error", () => resolve(false))
+        })
+        if (up) break
+        if (tries > 100) throw new Error(`redis-server did not start on port ${port}`)
+        await new Promise((r) => setTimeout(r, 100))
+      }
+      const schema = `t_checkwarn_${randomBytes(4).toString("hex")}`
+      const result = await check({ REDIS_URL: `redis://127.0.0.1:${port}/0`, DATABASE_URL: inject("databaseUrl"), PG_SCHEMA: schema })
+      assert.strictEqual(result.code, 1, "the fresh schema's migrations are not applied, so check still fails on them")
+      assert.include(
+        result.lines,
+        "WARN keyspace notifications: \"\" lacks K$gxe; the daemon sets it at start when CONFIG SET is allowed, or run: redis-cli CONFIG SET notify-keyspace-events 'K$gxe'"
+      )
+      assert.notInclude(result.lines.join("\n"), "FAIL Redis")
+    } finally {
+      server.kill("SIGKILL")
+    }
+  }, 60_000)
 
   it("a mistyped command with no configuration is reported at once, without starting local servers", async () => {
     const dir = path.join(os.tmpdir(), `rps-nodata-${randomBytes(4).toString("hex")}`)
