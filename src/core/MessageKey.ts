@@ -8,6 +8,7 @@
  * the new one takes the old one's occurrence number and is taken as already known.
  */
 import { hash, randomInt } from "node:crypto"
+import type { AppendPoint } from "./Snapshot.js"
 
 /**
  * 128 bits of SHA-256, hex: wide enough that a collision across every message ever synced is not a concern.
@@ -42,6 +43,13 @@ export class KeyMemo {
   occurrences: ReadonlyArray<number> = []
   /** Bumped whenever the memo takes a new snapshot: a caller can tell whether it still holds the one it saw. */
   version = 0
+  /**
+   * Where the raw value of that snapshot can grow by appended messages, when `decodeSnapshot` found such a place
+   * (see `Snapshot.AppendPoint`); reset by every snapshot keyed without it.
+   */
+  appendPoint: AppendPoint | undefined = undefined
+  /** Whether every identity of that snapshot compares by value (`comparable`). */
+  comparable = true
   /** Keys held. */
   get size(): number {
     return this.keys.length
@@ -196,6 +204,8 @@ export const messageKeys = (
   }
   memo.fingerprints = prints
   memo.version++
+  memo.appendPoint = undefined
+  memo.comparable = allComparable
   if (n - reused > LINEAR_LIMIT || (reused < n && !allComparable)) {
     const all = fresh(session, identities)
     memo.keys = all.keys
@@ -206,6 +216,47 @@ export const messageKeys = (
   memo.keys = keys
   memo.occurrences = occurrences
   return keys
+}
+
+/**
+ * Keys for messages appended to the memo's snapshot, whose messages all stand where they stood: the memo then holds
+ * the longer snapshot (its `appendPoint` is the caller's to set). The keys are those `messageKeys` gives the whole
+ * snapshot, found without the earlier messages' values: an appended identity whose fingerprint is none of theirs
+ * repeats none of them (equal identities have equal fingerprints), so its occurrence is counted among the appended
+ * ones alone. Undefined, and the memo untouched, when a fingerprint is one the memo holds (an identity said again,
+ * or a collision) or an identity only JSON can compare: the caller keys the whole snapshot then.
+ */
+export const appendKeys = (
+  sessionId: string,
+  identities: ReadonlyArray<Identity>,
+  memo: KeyMemo
+): ReadonlyArray<string> | undefined => {
+  // An earlier identity only JSON can compare may equal an appended one whose fingerprint differs (`[1, Infinity]`
+  // and `[1, null]` are one identity): its occurrences are not told by fingerprints.
+  if (!memo.comparable) return undefined
+  const held = memo.keys.length
+  const n = held + identities.length
+  const prints = new Int32Array(2 * n)
+  prints.set(memo.fingerprints)
+  for (let i = held; i < n; i++) {
+    if (!fingerprintInto(identities[i - held]!, prints, i)) return undefined
+    for (let j = 0; j < held; j++) if (samePrint(prints, i, prints, j)) return undefined
+  }
+  const keys = memo.keys.slice()
+  const occurrences = memo.occurrences.slice()
+  const session = JSON.stringify(sessionId)
+  for (let i = held; i < n; i++) {
+    const identity = identities[i - held]!
+    let occurrence = 0
+    for (let j = held; j < i; j++) if (samePrint(prints, j, prints, i) && same(identities[j - held]!, identity)) occurrence++
+    keys[i] = digest(`${session}|${JSON.stringify(identity)}|${occurrence}`)
+    occurrences[i] = occurrence
+  }
+  memo.fingerprints = prints
+  memo.keys = keys
+  memo.occurrences = occurrences
+  memo.version++
+  return keys.slice(held)
 }
 
 /** Hash of a raw Redis value (`snapshot_hash`): SHA-256, hex. */

@@ -7,7 +7,8 @@
  * `Rejection`.
  */
 import { Either } from "effect"
-import { type KeyMemo, messageKeys } from "./MessageKey.js"
+import { hash } from "node:crypto"
+import { appendKeys, type KeyMemo, messageKeys } from "./MessageKey.js"
 import { type Instant, normalizeTimestamp } from "./Timestamp.js"
 
 /** JSON object with unknown members, as kept in `extra` columns. */
@@ -233,6 +234,157 @@ const messageDetails = (raw: unknown, index: number, warnings: Array<string>): M
 }
 
 /**
+ * Where a decoded value can grow by appended messages, kept in the session's memo. The app appends a message by
+ * writing the whole session again, the same text with the new message inserted at the end of `messages`. Such a
+ * value is decoded from the part after the old text (`decodeAppended`), instead of parsing and identifying every
+ * old message again: that was most of a live write's decoding, and grew with the session.
+ */
+export interface AppendPoint {
+  /** Where the text of the `messages` array's elements ends (after its last element, or its `[` when empty). */
+  readonly end: number
+  /** SHA-256 of the text before `end`, base64. */
+  readonly before: string
+  /** The text from `end` on: `]}` as the app writes it, whitespace and any later members included. */
+  readonly rest: string
+  /** What the text decoded to, but the messages: metadata, and the warnings about anything but a message's details. */
+  readonly meta: SessionMeta
+  readonly warnings: ReadonlyArray<string>
+}
+
+/** A longer text after the messages is not kept (a member that changes with every write would defeat it anyway). */
+const MAX_REST = 256
+
+const prefixHash = (raw: string, end: number): string => hash("sha256", raw.slice(0, end), "base64")
+
+const QUOTE = 34
+const BACKSLASH = 92
+
+/**
+ * Where the elements of the `messages` array that `JSON.parse` keeps end in `raw`, and the text after them; `raw`
+ * must be valid JSON whose root is an object. A scan of the structure alone: strings are skipped with `indexOf`.
+ * Of several `messages` members the last counts, as for `JSON.parse`.
+ */
+const messagesEnd = (raw: string): number | undefined => {
+  let depth = 0
+  let expectKey = false
+  let key: string | undefined
+  let inMessages = false
+  let lastEnd = -1
+  let found: number | undefined
+  for (let i = 0; i < raw.length; i++) {
+    const c = raw.charCodeAt(i)
+    if (c === QUOTE) {
+      let close = raw.indexOf("\"", i + 1)
+      for (;;) {
+        let b = close - 1
+        while (raw.charCodeAt(b) === BACKSLASH) b--
+        if ((close - 1 - b) % 2 === 0) break
+        close = raw.indexOf("\"", close + 1)
+      }
+      if (depth === 1 && expectKey) {
+        const token = raw.slice(i, close + 1)
+        key = token.includes("\\") ? JSON.parse(token) as string : token.slice(1, -1)
+        expectKey = false
+        // A later `messages` member replaces an earlier one, whatever its value.
+        if (key === "messages") found = undefined
+      } else if (inMessages && depth === 2) {
+        lastEnd = close + 1
+      }
+      i = close
+      continue
+    }
+    switch (c) {
+      case 32: case 9: case 10: case 13: case 58: // whitespace, ":"
+        break
+      case 44: // ","
+        if (depth === 1) expectKey = true
+        break
+      case 123: case 91: // "{", "["
+        depth++
+        if (depth === 1) expectKey = true
+        else if (depth === 2 && c === 91 && key === "messages") {
+          inMessages = true
+          lastEnd = i + 1
+        }
+        break
+      case 125: case 93: // "}", "]"
+        depth--
+        if (inMessages && depth === 2) lastEnd = i + 1
+        else if (inMessages && depth === 1) {
+          inMessages = false
+          found = lastEnd
+        }
+        break
+      default: // a number or a literal
+        if (inMessages && depth === 2) lastEnd = i + 1
+    }
+  }
+  return found
+}
+
+const appendPoint = (raw: string, meta: SessionMeta, warnings: ReadonlyArray<string>): AppendPoint | undefined => {
+  const end = messagesEnd(raw)
+  if (end === undefined || raw.length - end > MAX_REST) return undefined
+  return { end, before: prefixHash(raw, end), rest: raw.slice(end), meta, warnings }
+}
+
+const KNOWN_DETAILS = { sender: null, content: null, sentAt: null, extra: null } as const
+
+/** JSON's whitespace only (`\s` also matches characters JSON refuses between tokens), then a comma. */
+const LEADING_COMMA = /^[ \t\n\r]*,/
+const isJsonSpace = (c: number) => c === 32 || c === 10 || c === 13 || c === 9
+
+/**
+ * Decodes `raw` as the memo's last snapshot with messages appended, if it is one: the old text up to the end of
+ * its messages (by hash), then `,` and the new messages, then the old `rest`. Undefined when it is not, or when
+ * the shortcut could differ from a full decode: an old message the projection does not hold (it needs its
+ * details), new text that needs cleaning, an appended identity that may repeat an earlier one (`appendKeys`).
+ * Otherwise the very snapshot `decodeSnapshot` would give, and the memo holds it.
+ */
+const decodeAppended = (
+  sessionId: string,
+  raw: string,
+  known: ReadonlySet<string>,
+  memo: KeyMemo,
+  point: AppendPoint
+): Snapshot | undefined => {
+  const { end, rest } = point
+  const before = memo.keys
+  const held = before.length
+  if (raw.length <= end + rest.length || !raw.endsWith(rest)) return undefined
+  for (const key of before) if (!known.has(key)) return undefined
+  let body = raw.slice(end, raw.length - rest.length)
+  if (held > 0) {
+    const comma = LEADING_COMMA.exec(body)
+    if (comma === null) return undefined
+    body = body.slice(comma[0].length)
+  }
+  if (mayNeedCleaning(body) || prefixHash(raw, end) !== point.before) return undefined
+  let added: unknown
+  try {
+    // Valid as an array's elements, they are a list of values: inserted at `end`, they extend `messages` alone.
+    added = JSON.parse(`[${body}]`)
+  } catch {
+    return undefined
+  }
+  if (!Array.isArray(added) || added.length === 0) return undefined
+  const keys = appendKeys(sessionId, added.map(identityOf), memo)
+  if (keys === undefined) return undefined
+  const warnings = point.warnings.slice()
+  const messages: Array<SnapshotMessage> = before.map((key) => ({ key, ...KNOWN_DETAILS }))
+  added.forEach((m, j) => {
+    const key = keys[j]!
+    messages.push(known.has(key) ? { key, ...KNOWN_DETAILS } : { key, ...messageDetails(m, held + j, warnings) })
+  })
+  let newEnd = raw.length - rest.length
+  while (isJsonSpace(raw.charCodeAt(newEnd - 1))) newEnd--
+  memo.appendPoint = raw.length - newEnd > MAX_REST
+    ? undefined
+    : { ...point, end: newEnd, before: prefixHash(raw, newEnd), rest: raw.slice(newEnd) }
+  return { sessionId, meta: point.meta, messages, warnings }
+}
+
+/**
  * Decodes the raw Redis string of session `sessionId`. Total: never throws.
  *
  * Rejected: not JSON, a root that is not an object, `messages` present but not an array.
@@ -240,7 +392,8 @@ const messageDetails = (raw: unknown, index: number, warnings: Array<string>): M
  * `known`: keys of messages the projection already holds. Those are identified but not decoded further (their
  * other fields are null and they add no warnings): the live path re-reads whole sessions to find one new message,
  * and this spares it normalising every old timestamp again. `memo`: keys computed before for this session
- * (see `messageKeys`), read and filled.
+ * (see `messageKeys`), read and filled; a value that only appends messages to its last snapshot is decoded from the
+ * appended text alone (see `AppendPoint`).
  */
 export const decodeSnapshot = (
   sessionId: string,
@@ -248,6 +401,11 @@ export const decodeSnapshot = (
   known: ReadonlySet<string> = new Set(),
   memo?: KeyMemo
 ): Either.Either<Snapshot, Rejection> => {
+  const point = memo?.appendPoint
+  if (point !== undefined) {
+    const appended = decodeAppended(sessionId, raw, known, memo!, point)
+    if (appended !== undefined) return Either.right(appended)
+  }
   let doc: unknown
   try {
     doc = JSON.parse(raw)
@@ -299,6 +457,7 @@ export const decodeSnapshot = (
   }
   const rawMessages = (d.messages ?? []) as ReadonlyArray<unknown>
   const keys = messageKeys(sessionId, rawMessages.map(identityOf), memo)
+  if (memo !== undefined) memo.appendPoint = appendPoint(raw, meta, warnings.slice())
   const messages = rawMessages.map((m, i): SnapshotMessage => {
     const key = keys[i]!
     if (known.has(key)) return { key, sender: null, content: null, sentAt: null, extra: null }

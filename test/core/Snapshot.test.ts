@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Either, FastCheck } from "effect"
 import { readdirSync, readFileSync } from "node:fs"
+import { KeyMemo } from "../../src/core/MessageKey.js"
 import { canonicalInteger, decodeSnapshot, type Rejection, type Snapshot } from "../../src/core/Snapshot.js"
 
 const FIXTURES = new URL("../../../shared/fixtures/", import.meta.url)
@@ -414,6 +415,183 @@ describe("Snapshot.decodeSnapshot", () => {
       assert.strictEqual(rejected(`{"messages":3}`).reason, `"messages" is a number, not an array`)
       assert.match(rejected("").reason, /^not JSON: /)
     })
+  })
+})
+
+describe("Snapshot.decodeSnapshot with a memo: a value that appends messages is decoded from what it appends", () => {
+  const compact = (doc: { readonly topic: string; readonly messages: ReadonlyArray<string> }) =>
+    `{"session_id": "s-1", "topic": ${JSON.stringify(doc.topic)}, "messages": [${doc.messages.join(", ")}]}`
+  const message = (content: string, sender = 1, time = "2025-06-01T10:00:00Z") =>
+    JSON.stringify({ content, sender_id: sender, timestamp: time })
+  const snapshotOf = (result: Either.Either<Snapshot, Rejection>): Snapshot =>
+    Either.isRight(result) ? result.right : assert.fail(result.left.reason)
+
+  it("an append is decoded from the appended text alone (a planted metadata shows it), as a full decode would", () => {
+    const memo = new KeyMemo()
+    const first = compact({ topic: "trip", messages: [message("hi"), message("hello", 2)] })
+    const one = snapshotOf(decodeSnapshot("s-1", first, new Set(), memo))
+    assert.isDefined(memo.appendPoint)
+    const known = new Set(one.messages.map((m) => m.key))
+    const second = compact({ topic: "trip", messages: [message("hi"), message("hello", 2), message("new", 1, "2025-06-01T10:01:00Z")] })
+    const planted = { ...memo.appendPoint!, meta: { ...memo.appendPoint!.meta, topic: "planted" } }
+    memo.appendPoint = planted
+    const two = snapshotOf(decodeSnapshot("s-1", second, known, memo))
+    assert.strictEqual(two.meta.topic, "planted")
+    const { meta: _, ...full } = snapshotOf(decodeSnapshot("s-1", second, known))
+    const { meta: __, ...fast } = two
+    assert.deepStrictEqual(fast, full)
+    assert.deepStrictEqual(two.messages[2], {
+      key: full.messages[2]!.key,
+      sender: "1",
+      content: "new",
+      sentAt: { iso: "2025-06-01T10:01:00.000000Z", micros: Date.parse("2025-06-01T10:01:00Z") * 1000 },
+      extra: null
+    })
+    // The memo holds the longer snapshot and can be extended again.
+    assert.deepStrictEqual(memo.keys, full.messages.map((m) => m.key))
+    assert.strictEqual(memo.appendPoint!.meta, planted.meta)
+    assert.strictEqual(memo.appendPoint!.end, second.length - 2)
+  })
+
+  it("anything but an append is decoded in full: an edit before the end, new metadata, a trim, an old message unknown", () => {
+    const base = [message("hi"), message("hello", 2)]
+    const cases: ReadonlyArray<readonly [string, string, (keys: ReadonlyArray<string>) => ReadonlySet<string>]> = [
+      ["an old message edited", compact({ topic: "trip", messages: [message("hi!"), message("hello", 2), message("new")] }), (k) => new Set(k)],
+      ["the topic changed", compact({ topic: "trip 2", messages: [...base, message("new")] }), (k) => new Set(k)],
+      ["the oldest trimmed", compact({ topic: "trip", messages: [message("hello", 2), message("new")] }), (k) => new Set(k)],
+      ["an old message not in the projection", compact({ topic: "trip", messages: [...base, message("new")] }), (k) => new Set(k.slice(1))],
+      ["the same words again", compact({ topic: "trip", messages: [...base, message("hi")] }), (k) => new Set(k)],
+      ["the same identity as JSON (1e999 writes null)", compact({ topic: "trip", messages: [...base, `{"content": "x", "sender_id": 1, "timestamp": 1e999}`, JSON.stringify({ content: "x", sender_id: 1, timestamp: null })] }), (k) => new Set(k)],
+      ["a member after the messages changed", compact({ topic: "trip", messages: [...base, message("new")] }).slice(0, -1) + `, "x": 1}`, (k) => new Set(k)]
+    ]
+    const infinite = `{"content": "x", "sender_id": 1, "timestamp": 1e999}`
+    for (const [what, raw, knownOf] of cases) {
+      const memo = new KeyMemo()
+      const before = compact({ topic: "trip", messages: what.includes("1e999") ? [...base, infinite] : base })
+      const one = snapshotOf(decodeSnapshot("s-1", before, new Set(), memo))
+      const point = memo.appendPoint!
+      memo.appendPoint = { ...point, meta: { ...point.meta, topic: "planted" } }
+      const known = knownOf(one.messages.map((m) => m.key))
+      const two = snapshotOf(decodeSnapshot("s-1", raw, known, memo))
+      assert.deepStrictEqual(two, snapshotOf(decodeSnapshot("s-1", raw, known)), what)
+    }
+  })
+
+  it("what a full decode rejects is rejected: a character JSON does not take for space before the appended comma", () => {
+    const memo = new KeyMemo()
+    const before = compact({ topic: "trip", messages: [message("hi")] })
+    const one = snapshotOf(decodeSnapshot("s-1", before, new Set(), memo))
+    const raw = before.slice(0, -2) + "\u00a0, " + message("new") + "]}"
+    const known = new Set(one.messages.map((m) => m.key))
+    const result = decodeSnapshot("s-1", raw, known, memo)
+    assert.isTrue(Either.isLeft(result))
+    assert.deepStrictEqual(result, decodeSnapshot("s-1", raw, known))
+  })
+
+  it("no place to append: no messages member, a messages member that is not the last array one, a long rest", () => {
+    const memo = new KeyMemo()
+    const cases = [
+      `{"topic": "t"}`,
+      `{"messages": [${message("a")}], "messages": null}`,
+      `{"messages": [${message("a")}], "tail": "${"x".repeat(300)}"}`
+    ]
+    for (const raw of cases) {
+      decodeSnapshot("s-1", raw, new Set(), memo)
+      assert.isUndefined(memo.appendPoint, raw.slice(0, 60))
+    }
+    // The last of two messages members is the one JSON.parse keeps; its escaped name is still its name.
+    decodeSnapshot("s-1", `{"messages": [1], "messag\\u0065s": [${message("a")}, 2] , "n": [3]}`, new Set(), memo)
+    assert.strictEqual(memo.appendPoint?.rest, `] , "n": [3]}`)
+  })
+
+  it("any history of writes decodes with a memo exactly as without one, in any layout, the appends mostly from their text", () => {
+    // Small pools, so that the same words, senders and times come back; values only JSON compares (1e999); text
+    // that needs cleaning; layouts of several writers; members after the messages.
+    const content = FastCheck.oneof(
+      { weight: 6, arbitrary: FastCheck.stringMatching(/^[a-z]{1,10}$/) },
+      { weight: 3, arbitrary: FastCheck.constantFrom("ok", "hi", "a \\\"quoted\\\" [word], {x}", "\\ud83d\\ude00") },
+      { weight: 1, arbitrary: FastCheck.constantFrom("lone \\ud83d", "nul \\u0000") }
+    )
+    const rawMessage = FastCheck.oneof(
+      { weight: 8, arbitrary: FastCheck.tuple(content, FastCheck.constantFrom("1", "2", "\"7\""), FastCheck.constantFrom("\"t0\"", "\"t1\"", "1e999", "null")).map(
+        ([c, s, t]) => `{"content": "${c}", "sender_id": ${s}, "timestamp": ${t}}`
+      ) },
+      { weight: 1, arbitrary: FastCheck.constantFrom(`{"id": "m-1", "content": "x"}`, `"just text"`, `42`, `[1, 2]`, `{}`) }
+    )
+    const layout = FastCheck.record({
+      open: FastCheck.constantFrom("", " ", "\n  "),
+      sep: FastCheck.constantFrom(",", ", ", ",\n  "),
+      close: FastCheck.constantFrom("", " ", "\n "),
+      after: FastCheck.constantFrom("", `, "extra": [1]`, `, "messages": []`)
+    })
+    const rarely = <A>(arbitrary: FastCheck.Arbitrary<A>) =>
+      FastCheck.oneof({ weight: 8, arbitrary: FastCheck.constant(undefined) }, { weight: 1, arbitrary })
+    const step = FastCheck.record({
+      append: FastCheck.array(rawMessage, { maxLength: 3 }),
+      trim: FastCheck.constantFrom(0, 0, 0, 0, 0, 0, 0, 1),
+      edit: rarely(FastCheck.tuple(FastCheck.nat(), rawMessage)),
+      topic: FastCheck.constantFrom("trip", "trip", "trip", "trip", "trip", "other"),
+      relayout: rarely(layout),
+      forget: rarely(FastCheck.nat())
+    })
+    let fast = 0
+    let steps = 0
+    FastCheck.assert(FastCheck.property(layout, FastCheck.array(step, { minLength: 1, maxLength: 12 }), (first, history) => {
+      const memo = new KeyMemo()
+      let messages: Array<string> = []
+      let style = first
+      let known = new Set<string>()
+      for (const { append, edit, forget, relayout, topic, trim } of history) {
+        messages = [...messages.slice(trim), ...append]
+        if (edit !== undefined && messages.length > 0) messages[edit[0] % messages.length] = edit[1]
+        style = relayout ?? style
+        const list = messages.length === 0 ? "[]" : `[${style.open}${messages.join(style.sep)}${style.close}]`
+        const raw = `{"session_id": "s-1", "topic": "${topic}", "messages": ${list}${style.after}}`
+        const point = memo.appendPoint
+        const withMemo = decodeSnapshot("s-1", raw, known, memo)
+        const without = decodeSnapshot("s-1", raw, known)
+        assert.deepStrictEqual(withMemo, without, raw)
+        steps++
+        if (point !== undefined && memo.appendPoint?.meta === point.meta) fast++
+        // As the writer does: what was decoded is in the projection next time, but for what it forgets.
+        known = new Set(Either.isRight(without) ? without.right.messages.map((m) => m.key) : [])
+        if (forget !== undefined && known.size > 0) known.delete(Array.from(known)[forget % known.size]!)
+      }
+    }), { numRuns: 400 })
+    // Most histories soon leave it (a repeat, 1e999, an edit): the next property shows the appends taking it.
+    assert.isAbove(fast, 0, `${fast} of ${steps} decodes took the shortcut`)
+  })
+
+  it("every write that only appends new messages is decoded from what it appends, in any layout", () => {
+    const text = FastCheck.oneof(
+      FastCheck.stringMatching(/^[a-z ]{0,12}$/),
+      FastCheck.constantFrom("a \\\"quoted\\\" [word], {x}", "\\ud83d\\ude00 ok", "\\\\", "]}")
+    )
+    const layout = FastCheck.record({
+      open: FastCheck.constantFrom("", " ", "\n  ", "\t"),
+      sep: FastCheck.constantFrom(",", ", ", ",\n  ", " ,\r\n"),
+      close: FastCheck.constantFrom("", " ", "\n "),
+      after: FastCheck.constantFrom("", `, "extra": [1]`, ` , "n": {"m": [2]}`)
+    })
+    const history = FastCheck.array(FastCheck.array(text, { minLength: 1, maxLength: 3 }), { minLength: 2, maxLength: 10 })
+    FastCheck.assert(FastCheck.property(layout, FastCheck.boolean(), history, (style, idFirst, writes) => {
+      const memo = new KeyMemo()
+      const messages: Array<string> = []
+      let known = new Set<string>()
+      writes.forEach((added, step) => {
+        // Each message said once: its place in the session is part of it.
+        for (const t of added) {
+          const n = messages.length
+          messages.push(idFirst && n % 3 === 0 ? `{"id": ${n}, "content": "${t}"}` : `{"content": "${t} ${n}", "sender_id": ${1 + (n % 2)}, "timestamp": "t${n}"}`)
+        }
+        const raw = `{"session_id": "s-1", "topic": "trip", "messages": [${style.open}${messages.join(style.sep)}${style.close}]${style.after}}`
+        const point = memo.appendPoint
+        const withMemo = decodeSnapshot("s-1", raw, known, memo)
+        assert.deepStrictEqual(withMemo, decodeSnapshot("s-1", raw, known), raw)
+        if (step > 0) assert.strictEqual(memo.appendPoint?.meta, point?.meta, `not from the appended text: ${raw}`)
+        known = new Set(Either.isRight(withMemo) ? withMemo.right.messages.map((m) => m.key) : [])
+      })
+    }), { numRuns: 300 })
   })
 })
 
