@@ -41,7 +41,7 @@ export const observe = (raw: RawSession, hash: string | null = hashOf(raw)): Obs
     decode: (known, memo) =>
       known.size === 0 && memo === undefined
         ? (fresh ??= decodeSnapshot(raw.sessionId, text))
-        : decodeSnapshot(raw.sessionId, text, known, memo),
+        : decodeSnapshot(raw.sessionId, text, known, memo, hash),
     // Cut by UTF-16 units, the excerpt may end in half a surrogate pair, which jsonb refuses as much as NUL.
     excerpt: storable(text.slice(0, EXCERPT_LENGTH)),
     length: text.length
