@@ -13,7 +13,7 @@ import {
   type SyncEvent
 } from "./Events.js"
 import type { KeyMemo } from "./MessageKey.js"
-import type { Rejection, Snapshot } from "./Snapshot.js"
+import type { Rejection, SessionMeta, Snapshot } from "./Snapshot.js"
 
 /** What the projection holds of one session, as far as deciding needs it. */
 export interface ProjectedSession {
@@ -60,20 +60,29 @@ export type Observation =
   }
   | { readonly _tag: "Gone"; readonly sessionId: string; readonly kind: GoneKind }
 
+/**
+ * The metadata's payload, without warnings, per decoded metadata. A value decoded from its appended text keeps the
+ * metadata object of the one before (see `Snapshot.AppendPoint`), so a live session's metadata is hashed once, not
+ * for every message.
+ */
+const metaPayloads = new WeakMap<SessionMeta, SessionUpsertedPayload>()
+
 const metaPayload = (snapshot: Snapshot): SessionUpsertedPayload => {
-  const { meta } = snapshot
-  const fields = {
-    topic: meta.topic,
-    group_id: meta.groupId,
-    created_by: meta.createdBy,
-    created_at: meta.createdAt?.iso ?? null,
-    updated_at: meta.updatedAt?.iso ?? null,
-    extra: meta.extra
+  const { meta, warnings } = snapshot
+  let payload = metaPayloads.get(meta)
+  if (payload === undefined) {
+    const fields = {
+      topic: meta.topic,
+      group_id: meta.groupId,
+      created_by: meta.createdBy,
+      created_at: meta.createdAt?.iso ?? null,
+      updated_at: meta.updatedAt?.iso ?? null,
+      extra: meta.extra
+    }
+    payload = { v: 1, ...fields, meta_hash: digest("sha256", JSON.stringify(fields), "hex").slice(0, 32) }
+    metaPayloads.set(meta, payload)
   }
-  const meta_hash = digest("sha256", JSON.stringify(fields), "hex").slice(0, 32)
-  return snapshot.warnings.length > 0
-    ? { v: 1, ...fields, meta_hash, warnings: snapshot.warnings }
-    : { v: 1, ...fields, meta_hash }
+  return warnings.length > 0 ? { ...payload, warnings } : payload
 }
 
 /**
