@@ -242,21 +242,23 @@ export const appendKeys = (
     if (!fingerprintInto(identities[i - held]!, prints, i)) return undefined
     for (let j = 0; j < held; j++) if (samePrint(prints, i, prints, j)) return undefined
   }
-  const keys = memo.keys.slice()
-  const occurrences = memo.occurrences.slice()
+  const keys = new Array<string>(identities.length)
+  const occurrences = new Array<number>(identities.length)
   const session = JSON.stringify(sessionId)
   for (let i = held; i < n; i++) {
     const identity = identities[i - held]!
     let occurrence = 0
     for (let j = held; j < i; j++) if (samePrint(prints, j, prints, i) && same(identities[j - held]!, identity)) occurrence++
-    keys[i] = digest(`${session}|${JSON.stringify(identity)}|${occurrence}`)
-    occurrences[i] = occurrence
+    keys[i - held] = digest(`${session}|${JSON.stringify(identity)}|${occurrence}`)
+    occurrences[i - held] = occurrence
   }
   memo.fingerprints = prints
-  memo.keys = keys
-  memo.occurrences = occurrences
+  // `concat`, not a copy grown in place: an array grown past its length keeps spare room (half again), which over
+  // every live session's memo was megabytes.
+  memo.keys = memo.keys.concat(keys)
+  memo.occurrences = memo.occurrences.concat(occurrences)
   memo.version++
-  return keys.slice(held)
+  return keys
 }
 
 /** Hash of a raw Redis value (`snapshot_hash`): SHA-256, hex. */

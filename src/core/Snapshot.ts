@@ -253,6 +253,8 @@ export interface AppendPoint {
   readonly warnings: ReadonlyArray<string>
 }
 
+const NO_WARNINGS: ReadonlyArray<string> = []
+
 /** A longer text after the messages is not kept (a member that changes with every write would defeat it anyway). */
 const MAX_REST = 256
 
@@ -466,7 +468,9 @@ export const decodeSnapshot = (
   }
   const rawMessages = (d.messages ?? []) as ReadonlyArray<unknown>
   const keys = messageKeys(sessionId, rawMessages.map(identityOf), memo)
-  if (memo !== undefined) memo.appendPoint = appendPoint(raw, valueHash ?? snapshotHash(raw), meta, warnings.slice())
+  if (memo !== undefined) {
+    memo.appendPoint = appendPoint(raw, valueHash ?? snapshotHash(raw), meta, warnings.length === 0 ? NO_WARNINGS : warnings.slice())
+  }
   const messages = rawMessages.map((m, i): SnapshotMessage => {
     const key = keys[i]!
     if (known.has(key)) return knownMessage(key)
