@@ -61,28 +61,27 @@ export type Observation =
   | { readonly _tag: "Gone"; readonly sessionId: string; readonly kind: GoneKind }
 
 /**
- * The metadata's payload, without warnings, per decoded metadata. A value decoded from its appended text keeps the
- * metadata object of the one before (see `Snapshot.AppendPoint`), so a live session's metadata is hashed once, not
- * for every message.
+ * The metadata hash, per decoded metadata. A value decoded from its appended text keeps the metadata object of the
+ * one before (see `Snapshot.AppendPoint`), so a live session's metadata is hashed once, not for every message.
  */
-const metaPayloads = new WeakMap<SessionMeta, SessionUpsertedPayload>()
+const metaHashes = new WeakMap<SessionMeta, string>()
 
 const metaPayload = (snapshot: Snapshot): SessionUpsertedPayload => {
   const { meta, warnings } = snapshot
-  let payload = metaPayloads.get(meta)
-  if (payload === undefined) {
-    const fields = {
-      topic: meta.topic,
-      group_id: meta.groupId,
-      created_by: meta.createdBy,
-      created_at: meta.createdAt?.iso ?? null,
-      updated_at: meta.updatedAt?.iso ?? null,
-      extra: meta.extra
-    }
-    payload = { v: 1, ...fields, meta_hash: digest("sha256", JSON.stringify(fields), "hex").slice(0, 32) }
-    metaPayloads.set(meta, payload)
+  const fields = {
+    topic: meta.topic,
+    group_id: meta.groupId,
+    created_by: meta.createdBy,
+    created_at: meta.createdAt?.iso ?? null,
+    updated_at: meta.updatedAt?.iso ?? null,
+    extra: meta.extra
   }
-  return warnings.length > 0 ? { ...payload, warnings } : payload
+  let meta_hash = metaHashes.get(meta)
+  if (meta_hash === undefined) {
+    meta_hash = digest("sha256", JSON.stringify(fields), "hex").slice(0, 32)
+    metaHashes.set(meta, meta_hash)
+  }
+  return warnings.length > 0 ? { v: 1, ...fields, meta_hash, warnings } : { v: 1, ...fields, meta_hash }
 }
 
 /**

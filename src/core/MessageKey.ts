@@ -40,7 +40,7 @@ export class KeyMemo {
   fingerprints: Int32Array = NO_PRINTS
   keys: ReadonlyArray<string> = []
   /** How many earlier messages of that snapshot have the same identity. */
-  occurrences: ReadonlyArray<number> = []
+  occurrences: Int32Array = NO_PRINTS
   /** Bumped whenever the memo takes a new snapshot: a caller can tell whether it still holds the one it saw. */
   version = 0
   /**
@@ -130,7 +130,7 @@ const keyByValue = (
   identities: ReadonlyArray<Identity>,
   from: number,
   keys: Array<string>,
-  occurrences: Array<number>,
+  occurrences: Int32Array,
   prints?: Int32Array
 ): void => {
   for (let i = from; i < identities.length; i++) {
@@ -153,7 +153,7 @@ const keyByValue = (
 const fresh = (session: string, identities: ReadonlyArray<Identity>) => {
   const n = identities.length
   const keys = new Array<string>(n)
-  const occurrences = new Array<number>(n)
+  const occurrences = new Int32Array(n)
   if (n <= LINEAR_LIMIT && identities.every(comparable)) {
     keyByValue(session, identities, 0, keys, occurrences)
     return { keys, occurrences }
@@ -185,7 +185,7 @@ export const messageKeys = (
   let allComparable = true
   for (let i = 0; i < n; i++) if (!fingerprintInto(identities[i]!, prints, i)) allComparable = false
   const keys = new Array<string>(n)
-  const occurrences = new Array<number>(n)
+  const occurrences = new Int32Array(n)
   // The leading messages found in the memo's snapshot, at one shift (0: nothing trimmed).
   let reused = 0
   let shift = 0
@@ -243,20 +243,21 @@ export const appendKeys = (
     for (let j = 0; j < held; j++) if (samePrint(prints, i, prints, j)) return undefined
   }
   const keys = new Array<string>(identities.length)
-  const occurrences = new Array<number>(identities.length)
+  const occurrences = new Int32Array(n)
+  occurrences.set(memo.occurrences)
   const session = JSON.stringify(sessionId)
   for (let i = held; i < n; i++) {
     const identity = identities[i - held]!
     let occurrence = 0
     for (let j = held; j < i; j++) if (samePrint(prints, j, prints, i) && same(identities[j - held]!, identity)) occurrence++
     keys[i - held] = digest(`${session}|${JSON.stringify(identity)}|${occurrence}`)
-    occurrences[i - held] = occurrence
+    occurrences[i] = occurrence
   }
   memo.fingerprints = prints
   // `concat`, not a copy grown in place: an array grown past its length keeps spare room (half again), which over
   // every live session's memo was megabytes.
   memo.keys = memo.keys.concat(keys)
-  memo.occurrences = memo.occurrences.concat(occurrences)
+  memo.occurrences = occurrences
   memo.version++
   return keys
 }

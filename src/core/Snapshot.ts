@@ -255,6 +255,9 @@ export interface AppendPoint {
 
 const NO_WARNINGS: ReadonlyArray<string> = []
 
+/** The text after the messages; the app's `]}` as one shared string rather than one per session. */
+const restOf = (raw: string, end: number): string => raw.length - end === 2 && raw.endsWith("]}") ? "]}" : raw.slice(end)
+
 /** A longer text after the messages is not kept (a member that changes with every write would defeat it anyway). */
 const MAX_REST = 256
 
@@ -333,7 +336,7 @@ const appendPoint = (
 ): AppendPoint | undefined => {
   const end = messagesEnd(raw)
   if (end === undefined || raw.length - end > MAX_REST) return undefined
-  return { end, valueHash, rest: raw.slice(end), meta, warnings }
+  return { end, valueHash, rest: restOf(raw, end), meta, warnings }
 }
 
 /** A message the projection holds: identified, not decoded further (a literal: a spread was 8 µs per snapshot). */
@@ -390,7 +393,7 @@ const decodeAppended = (
   while (isJsonSpace(raw.charCodeAt(newEnd - 1))) newEnd--
   memo.appendPoint = raw.length - newEnd > MAX_REST
     ? undefined
-    : { ...point, end: newEnd, valueHash: valueHash ?? snapshotHash(raw), rest: raw.slice(newEnd) }
+    : { ...point, end: newEnd, valueHash: valueHash ?? snapshotHash(raw), rest: restOf(raw, newEnd) }
   return { sessionId, meta: point.meta, messages, warnings }
 }
 
