@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
-import { HEAP_GROWTH_PERCENT, heapGrowthFlag } from "../../src/Heap.js"
+import { readFileSync } from "node:fs"
+import { HEAP_GROWTH_PERCENT, heapGrowthFlag, YOUNG_GENERATION_FLAG } from "../../src/Heap.js"
 
 describe("Heap.heapGrowthFlag", () => {
   it("bounds the heap's growth by default, or as SYNC_HEAP_GROWTH_PERCENT says", () => {
@@ -12,5 +13,16 @@ describe("Heap.heapGrowthFlag", () => {
     assert.strictEqual(heapGrowthFlag([], "0"), undefined)
     assert.strictEqual(heapGrowthFlag(["--heap-growing-percent=200"], "30"), undefined)
     for (const bad of ["-5", "12.5", "lots", "1001"]) assert.strictEqual(heapGrowthFlag([], bad), undefined, bad)
+  })
+})
+
+describe("Heap.YOUNG_GENERATION_FLAG", () => {
+  const read = (path: string) => readFileSync(new URL(`../../${path}`, import.meta.url), "utf8")
+
+  it("is on node's command line wherever the daemon is run: npm start, the Docker image, bench/live", () => {
+    const start: string = JSON.parse(read("package.json")).scripts.start
+    assert.match(start, new RegExp(`^exec node ${YOUNG_GENERATION_FLAG} `))
+    assert.include(read("Dockerfile"), `ENTRYPOINT ["node", "${YOUNG_GENERATION_FLAG}", "dist/main.js"]`)
+    assert.include(read("bench/live.mjs"), `const nodeArgs = ["${YOUNG_GENERATION_FLAG}"`)
   })
 })
