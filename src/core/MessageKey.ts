@@ -50,6 +50,8 @@ export class KeyMemo {
   appendPoint: AppendPoint | undefined = undefined
   /** Whether every identity of that snapshot compares by value (`comparable`). */
   comparable = true
+  /** The session of that snapshot: keys are a session's own, so a memo given another session starts afresh. */
+  session: string | undefined = undefined
   /** Keys held. */
   get size(): number {
     return this.keys.length
@@ -190,7 +192,8 @@ export const messageKeys = (
   let reused = 0
   let shift = 0
   const previous = memo.fingerprints
-  const held = memo.keys.length
+  const held = memo.session === sessionId ? memo.keys.length : 0
+  memo.session = sessionId
   if (n > 0) {
     while (shift < held && !samePrint(prints, 0, previous, shift)) shift++
     while (reused < n && reused + shift < held && samePrint(prints, reused, previous, reused + shift)) {
@@ -233,7 +236,7 @@ export const appendKeys = (
 ): ReadonlyArray<string> | undefined => {
   // An earlier identity only JSON can compare may equal an appended one whose fingerprint differs (`[1, Infinity]`
   // and `[1, null]` are one identity): its occurrences are not told by fingerprints.
-  if (!memo.comparable) return undefined
+  if (!memo.comparable || memo.session !== sessionId) return undefined
   const held = memo.keys.length
   const n = held + identities.length
   const prints = new Int32Array(2 * n)

@@ -157,7 +157,29 @@ const MESSAGE_FIELDS = new Set(["content", "sender_id", "timestamp"])
 interface Collected {
   extra: Record<string, unknown> | null
 }
+/** Values kept in `extra` deeper than this are refused (PostgreSQL and every recursive walk have a stack to keep). */
+export const MAX_KEPT_DEPTH = 1000
+
+class TooDeep extends Error {}
+
+/** Whether `value` nests objects or arrays deeper than `limit` levels (an iterative walk: no stack to overflow). */
+const deeperThan = (value: unknown, limit: number): boolean => {
+  const pending: Array<[unknown, number]> = [[value, 1]]
+  while (pending.length > 0) {
+    const [v, depth] = pending.pop()!
+    if (typeof v !== "object" || v === null) continue
+    if (depth > limit) return true
+    for (const child of Array.isArray(v) ? v : Object.values(v)) {
+      if (typeof child === "object" && child !== null) pending.push([child, depth + 1])
+    }
+  }
+  return false
+}
+
 const keep = (c: Collected, field: string, value: unknown) => {
+  if (typeof value === "object" && value !== null && deeperThan(value, MAX_KEPT_DEPTH)) {
+    throw new TooDeep(`"${field}" is nested deeper than ${MAX_KEPT_DEPTH} levels`)
+  }
   c.extra ??= {}
   // defineProperty, not assignment: a field named "__proto__" would otherwise set the prototype and be lost.
   Object.defineProperty(c.extra, field, { value, enumerable: true, writable: true, configurable: true })
@@ -255,8 +277,12 @@ export interface AppendPoint {
 
 const NO_WARNINGS: ReadonlyArray<string> = []
 
-/** The text after the messages; the app's `]}` as one shared string rather than one per session. */
-const restOf = (raw: string, end: number): string => raw.length - end === 2 && raw.endsWith("]}") ? "]}" : raw.slice(end)
+/**
+ * The text after the messages, as a string of its own: a slice of 13 characters or more is a view that keeps the
+ * whole value alive (one kept per session, 136 MB for 200 values of 470 KB). The app's `]}`, one shared string.
+ */
+const restOf = (raw: string, end: number): string =>
+  raw.length - end === 2 && raw.endsWith("]}") ? "]}" : Buffer.from(raw.slice(end), "utf16le").toString("utf16le")
 
 /** A longer text after the messages is not kept (a member that changes with every write would defeat it anyway). */
 const MAX_REST = 256
@@ -328,12 +354,17 @@ const messagesEnd = (raw: string): number | undefined => {
   return found
 }
 
+/**
+ * The place to append in `raw`, if any. Not in text with a lone surrogate (only a string that came from elsewhere
+ * than UTF-8 bytes has one): hashed as UTF-8 it reads as U+FFFD, so the hash could not tell the two apart.
+ */
 const appendPoint = (
   raw: string,
   valueHash: string,
   meta: SessionMeta,
   warnings: ReadonlyArray<string>
 ): AppendPoint | undefined => {
+  if (!raw.isWellFormed()) return undefined
   const end = messagesEnd(raw)
   if (end === undefined || raw.length - end > MAX_REST) return undefined
   return { end, valueHash, rest: restOf(raw, end), meta, warnings }
@@ -364,7 +395,8 @@ const decodeAppended = (
   const { end, rest } = point
   const before = memo.keys
   const held = before.length
-  if (raw.length <= end + rest.length || !raw.endsWith(rest)) return undefined
+  if (raw.length <= end + rest.length || !raw.endsWith(rest) || sessionId !== memo.session) return undefined
+  if (!raw.isWellFormed()) return undefined
   for (const key of before) if (!known.has(key)) return undefined
   let body = raw.slice(end, raw.length - rest.length)
   if (held > 0) {
@@ -383,24 +415,26 @@ const decodeAppended = (
   if (!Array.isArray(added) || added.length === 0) return undefined
   const keys = appendKeys(sessionId, added.map(identityOf), memo)
   if (keys === undefined) return undefined
+  // The memo holds the new value from here on, its place to append included, whatever happens below.
+  let newEnd = raw.length - rest.length
+  while (isJsonSpace(raw.charCodeAt(newEnd - 1))) newEnd--
+  memo.appendPoint = raw.length - newEnd > MAX_REST
+    ? undefined
+    : { ...point, end: newEnd, valueHash: valueHash ?? snapshotHash(raw), rest: restOf(raw, newEnd) }
   const warnings = point.warnings.slice()
   const messages: Array<SnapshotMessage> = before.map(knownMessage)
   added.forEach((m, j) => {
     const key = keys[j]!
     messages.push(known.has(key) ? knownMessage(key) : { key, ...messageDetails(m, held + j, warnings) })
   })
-  let newEnd = raw.length - rest.length
-  while (isJsonSpace(raw.charCodeAt(newEnd - 1))) newEnd--
-  memo.appendPoint = raw.length - newEnd > MAX_REST
-    ? undefined
-    : { ...point, end: newEnd, valueHash: valueHash ?? snapshotHash(raw), rest: restOf(raw, newEnd) }
   return { sessionId, meta: point.meta, messages, warnings }
 }
 
 /**
  * Decodes the raw Redis string of session `sessionId`. Total: never throws.
  *
- * Rejected: not JSON, a root that is not an object, `messages` present but not an array.
+ * Rejected: not JSON, a root that is not an object, `messages` present but not an array, a value to keep nested
+ * deeper than `MAX_KEPT_DEPTH`, nesting too deep to walk at all.
  *
  * `known`: keys of messages the projection already holds. Those are identified but not decoded further (their
  * other fields are null and they add no warnings): the live path re-reads whole sessions to find one new message,
@@ -415,11 +449,29 @@ export const decodeSnapshot = (
   memo?: KeyMemo,
   valueHash?: string
 ): Either.Either<Snapshot, Rejection> => {
-  const point = memo?.appendPoint
-  if (point !== undefined) {
-    const appended = decodeAppended(sessionId, raw, known, memo!, point, valueHash)
-    if (appended !== undefined) return Either.right(appended)
+  try {
+    const point = memo?.appendPoint
+    if (point !== undefined) {
+      const appended = decodeAppended(sessionId, raw, known, memo!, point, valueHash)
+      if (appended !== undefined) return Either.right(appended)
+    }
+    return decodeWhole(sessionId, raw, known, memo, valueHash)
+  } catch (e) {
+    // Nesting that JSON.parse takes but no recursive walk of it can (serialising it for a key, a warning or the
+    // ledger): rejected, with the rest of the batch going on.
+    if (!(e instanceof RangeError || e instanceof TooDeep)) throw e
+    if (memo !== undefined) memo.appendPoint = undefined
+    return Either.left({ reason: e instanceof TooDeep ? e.message : `cannot be decoded: ${(e as Error).message}` })
   }
+}
+
+const decodeWhole = (
+  sessionId: string,
+  raw: string,
+  known: ReadonlySet<string>,
+  memo: KeyMemo | undefined,
+  valueHash: string | undefined
+): Either.Either<Snapshot, Rejection> => {
   let doc: unknown
   try {
     doc = JSON.parse(raw)
@@ -472,7 +524,12 @@ export const decodeSnapshot = (
   const rawMessages = (d.messages ?? []) as ReadonlyArray<unknown>
   const keys = messageKeys(sessionId, rawMessages.map(identityOf), memo)
   if (memo !== undefined) {
-    memo.appendPoint = appendPoint(raw, valueHash ?? snapshotHash(raw), meta, warnings.length === 0 ? NO_WARNINGS : warnings.slice())
+    memo.appendPoint = appendPoint(
+      raw,
+      valueHash ?? snapshotHash(raw),
+      meta,
+      warnings.length === 0 ? NO_WARNINGS : warnings.slice()
+    )
   }
   const messages = rawMessages.map((m, i): SnapshotMessage => {
     const key = keys[i]!

@@ -44,7 +44,7 @@ describe("MessageKey.messageKeys", () => {
     const identities = [["1", "2025-06-01T10:00:00Z", "a message the memo must not keep"], ["2", "t1", "hi"], ["id", "m-9"]]
     const keys = messageKeys("s", identities, memo)
     // (And where its snapshot's text can grow by appended messages: see Snapshot.test.ts.)
-    assert.deepStrictEqual(Object.keys(memo).sort(), ["appendPoint", "comparable", "fingerprints", "keys", "occurrences", "version"])
+    assert.deepStrictEqual(Object.keys(memo).sort(), ["appendPoint", "comparable", "fingerprints", "keys", "occurrences", "session", "version"])
     // Every snapshot taken is a new version, even the same one again (the writer tells whose snapshot it holds).
     assert.strictEqual(memo.version, 1)
     messageKeys("s", identities, memo)

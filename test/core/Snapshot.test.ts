@@ -408,6 +408,26 @@ describe("Snapshot.decodeSnapshot", () => {
       })
     }
 
+    it("nesting too deep to keep or to walk, wherever it is; a value kept as deep as allowed is kept", () => {
+      const deep = (n: number) => "[".repeat(n) + "]".repeat(n)
+      const far = deep(200_000)
+      for (const raw of [
+        `{"messages": [{"content": "b", "sender_id": ${far}}]}`,
+        `{"messages": [{"content": ${far}}]}`,
+        `{"messages": [{"content": "x", "timestamp": ${far}}]}`,
+        `{"topic": ${far}, "messages": []}`,
+        `{"t": "\\u0000", "x": ${far}, "messages": []}`
+      ]) {
+        assert.match(rejected(raw).reason, /^cannot be decoded: Maximum call stack size exceeded$/, raw.slice(0, 40))
+      }
+      assert.strictEqual(rejected(`{"x": ${deep(1001)}, "messages": []}`).reason, `"x" is nested deeper than 1000 levels`)
+      assert.strictEqual(
+        rejected(`{"messages": [{"content": "a", "meta": {"a": ${deep(1000)}}}]}`).reason,
+        `"meta" is nested deeper than 1000 levels`
+      )
+      assert.strictEqual(JSON.stringify(decoded("s-1", `{"x": ${deep(1000)}, "messages": []}`).meta.extra).length, 2006)
+    })
+
     it("other shapes that are not a session", () => {
       assert.strictEqual(rejected("null").reason, "the value is null, not a JSON object")
       assert.strictEqual(rejected("true").reason, "the value is a boolean, not a JSON object")
@@ -486,6 +506,43 @@ describe("Snapshot.decodeSnapshot with a memo: a value that appends messages is 
     const result = decodeSnapshot("s-1", raw, known, memo)
     assert.isTrue(Either.isLeft(result))
     assert.deepStrictEqual(result, decodeSnapshot("s-1", raw, known))
+  })
+
+  it("a lone surrogate in the text (not from UTF-8 bytes) is decoded in full: hashed as UTF-8 it reads as U+FFFD", () => {
+    for (const [old, next] of [["\uFFFD", "\uD800"], ["\uD800", "\uFFFD"]] as const) {
+      for (const where of ["content", "topic"] as const) {
+        const memo = new KeyMemo()
+        const doc = (messages: ReadonlyArray<string>) =>
+          where === "topic"
+            ? `{"topic": "${messages.length === 1 ? old : next}", "messages": [${messages.join(", ")}]}`
+            : `{"topic": "t", "messages": [${messages.join(", ")}]}`
+        const first = where === "content" ? [`{"content": "${old}"}`] : [message("a")]
+        const one = snapshotOf(decodeSnapshot("s-1", doc(first), new Set(), memo))
+        const known = new Set(one.messages.map((m) => m.key))
+        const raw = where === "content" ? doc([`{"content": "${next}"}`, message("b")]) : doc([...first, message("b")])
+        assert.deepStrictEqual(decodeSnapshot("s-1", raw, known, memo), decodeSnapshot("s-1", raw, known), `${where} ${old}→${next}`)
+      }
+    }
+  })
+
+  it("an append that cannot be decoded is rejected as in full, and leaves the memo whole for the next value", () => {
+    const memo = new KeyMemo()
+    const base = [message("a")]
+    const one = snapshotOf(decodeSnapshot("s-1", compact({ topic: "t", messages: base }), new Set(), memo))
+    const deep = `{"content": "b", "sender_id": ${"[".repeat(200_000)}${"]".repeat(200_000)}}`
+    const bad = compact({ topic: "t", messages: [...base, deep] })
+    const known = new Set(one.messages.map((m) => m.key))
+    assert.deepStrictEqual(decodeSnapshot("s-1", bad, known, memo), decodeSnapshot("s-1", bad, known))
+    const next = compact({ topic: "t", messages: [...base, message("c")] })
+    assert.deepStrictEqual(decodeSnapshot("s-1", next, known, memo), decodeSnapshot("s-1", next, known))
+  })
+
+  it("a memo is one session's: a value of another session is decoded in full (its metadata keeps the other id)", () => {
+    const memo = new KeyMemo()
+    const a = snapshotOf(decodeSnapshot("A", `{"session_id": "A", "messages": [${message("a")}]}`, new Set(), memo))
+    const raw = `{"session_id": "A", "messages": [${message("a")}, ${message("b")}]}`
+    const known = new Set(a.messages.map((m) => m.key))
+    assert.deepStrictEqual(decodeSnapshot("B", raw, known, memo), decodeSnapshot("B", raw, known))
   })
 
   it("no place to append: no messages member, a messages member that is not the last array one, a long rest", () => {
