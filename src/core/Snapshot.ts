@@ -287,13 +287,12 @@ const restOf = (raw: string, end: number): string =>
 /** A longer text after the messages is not kept (a member that changes with every write would defeat it anyway). */
 const MAX_REST = 256
 
-
 const QUOTE = 34
 const BACKSLASH = 92
 
 /**
- * Where the elements of the `messages` array that `JSON.parse` keeps end in `raw`, and the text after them; `raw`
- * must be valid JSON whose root is an object. A scan of the structure alone: strings are skipped with `indexOf`.
+ * Where the elements of the `messages` array that `JSON.parse` keeps end in `raw` (after the last one, or after
+ * its `[` when it is empty), if it has one; `raw` must be valid JSON whose root is an object. A scan of the structure alone: strings are skipped with `indexOf`.
  * Of several `messages` members the last counts, as for `JSON.parse`.
  */
 const messagesEnd = (raw: string): number | undefined => {
