@@ -274,6 +274,37 @@ describe("full sync on real Redis and PostgreSQL", () => {
         assert.deepStrictEqual(event!.payload.warnings, ["weird.k\uFFFD (a key): NUL characters replaced with U+FFFD", "weird.k\uFFFD: NUL characters replaced with U+FFFD"])
       }))
 
+    it.effect("values nested too deep are rejected with their reason beside good ones; the session syncs once it is not", () =>
+      Effect.gen(function*() {
+        const deep = (n: number) => "[".repeat(n) + "]".repeat(n)
+        const first = msg("first", 1, "2025-06-01T10:00:00Z")
+        yield* put("deep-ok", { topic: "t", messages: [first] })
+        yield* put("deep-extra", `{"x": ${deep(1001)}, "messages": [{"content": "kept nowhere"}]}`)
+        yield* put("deep-content", `{"messages": [{"content": ${deep(200_000)}}]}`)
+        const one = yield* syncAll()
+        assert.strictEqual(one.rejected, 2)
+        assert.deepStrictEqual((yield* messagesOf("deep-ok")).map((m) => m.content), ["first"])
+        const sql = yield* SqlClient.SqlClient
+        const reasons = () =>
+          sql<{ redis_session_id: string; reason: string }>`
+            SELECT redis_session_id, reason FROM rejections WHERE redis_session_id LIKE 'deep-%' ORDER BY 1`.pipe(
+            Effect.map((rows) => Object.fromEntries(rows.map((r) => [r.redis_session_id, r.reason])))
+          )
+        assert.deepStrictEqual(yield* reasons(), {
+          "deep-content": "cannot be decoded: Maximum call stack size exceeded",
+          "deep-extra": "\"x\" is nested deeper than 1000 levels"
+        })
+        // An append whose sender cannot be walked: rejected, the messages before it stay; a good value next syncs.
+        yield* put("deep-ok", `{"topic": "t", "messages": [${JSON.stringify(first)}, {"content": "x", "sender_id": ${deep(200_000)}}]}`)
+        yield* syncAll()
+        assert.strictEqual((yield* reasons())["deep-ok"], "cannot be decoded: Maximum call stack size exceeded")
+        yield* put("deep-ok", { topic: "t", messages: [first, msg("second", 2, "2025-06-01T10:01:00Z")] })
+        yield* syncAll()
+        assert.deepStrictEqual((yield* messagesOf("deep-ok")).map((m) => m.content), ["first", "second"])
+        assert.isUndefined((yield* reasons())["deep-ok"])
+        yield* assertConsistent
+      }))
+
     it.effect("a lone surrogate escape is replaced and reported, and every message of the session is kept", () =>
       Effect.gen(function*() {
         // Python's json.dumps writes half an emoji this way when a string was cut between its two UTF-16 units.
