@@ -278,13 +278,19 @@ describe("full sync on real Redis and PostgreSQL", () => {
       Effect.gen(function*() {
         const deep = (n: number) => "[".repeat(n) + "]".repeat(n)
         const first = msg("first", 1, "2025-06-01T10:00:00Z")
+        const sql = yield* SqlClient.SqlClient
         yield* put("deep-ok", { topic: "t", messages: [first] })
         yield* put("deep-extra", `{"x": ${deep(1001)}, "messages": [{"content": "kept nowhere"}]}`)
         yield* put("deep-content", `{"messages": [{"content": ${deep(200_000)}}]}`)
+        yield* put("deep-kept", `{"x": ${deep(1000)}, "messages": [{"content": "kept", "meta": ${deep(999)}}]}`)
         const one = yield* syncAll()
         assert.strictEqual(one.rejected, 2)
         assert.deepStrictEqual((yield* messagesOf("deep-ok")).map((m) => m.content), ["first"])
-        const sql = yield* SqlClient.SqlClient
+        // As deep as a kept value may be, PostgreSQL's jsonb takes it.
+        const [kept] = yield* sql<{ extra: unknown; session_extra: unknown }>`
+          SELECT m.extra, s.extra AS session_extra FROM messages m JOIN sessions s ON s.id = m.session_id
+          WHERE s.redis_session_id = 'deep-kept'`
+        assert.deepStrictEqual([JSON.stringify(kept!.extra), JSON.stringify(kept!.session_extra)], [`{"meta":${deep(999)}}`, `{"x":${deep(1000)}}`])
         const reasons = () =>
           sql<{ redis_session_id: string; reason: string }>`
             SELECT redis_session_id, reason FROM rejections WHERE redis_session_id LIKE 'deep-%' ORDER BY 1`.pipe(
