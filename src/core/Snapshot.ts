@@ -157,29 +157,46 @@ const MESSAGE_FIELDS = new Set(["content", "sender_id", "timestamp"])
 interface Collected {
   extra: Record<string, unknown> | null
 }
-/** Values kept in `extra` deeper than this are refused (PostgreSQL and every recursive walk have a stack to keep). */
-export const MAX_KEPT_DEPTH = 1000
+/**
+ * A document nested deeper than this is refused, wherever the depth is. One fixed bound: left to the stack, whether
+ * a deep content or timestamp could be serialised (for its key, a warning, the ledger) depended on how deep the
+ * caller already was and on whether the document was cleaned, so the full sync and the live path could disagree.
+ */
+export const MAX_DEPTH = 1000
 
 class TooDeep extends Error {}
 
-/** Whether `value` nests objects or arrays deeper than `limit` levels (an iterative walk: no stack to overflow). */
-const deeperThan = (value: unknown, limit: number): boolean => {
-  const pending: Array<[unknown, number]> = [[value, 1]]
-  while (pending.length > 0) {
-    const [v, depth] = pending.pop()!
+/** How many times `char` occurs in `s`, counting no further than `limit + 1`. */
+const countUpTo = (s: string, char: string, limit: number): number => {
+  let n = 0
+  for (let i = s.indexOf(char); i >= 0 && n <= limit; i = s.indexOf(char, i + 1)) n++
+  return n
+}
+
+/**
+ * Throws `TooDeep` when `value`, parsed from `text` inside `around` more levels, nests objects and arrays deeper
+ * than `limit` levels (the value itself is one). Text with no more than `limit - around` brackets cannot: the usual
+ * case, told by a count with `indexOf`. Otherwise an iterative walk (no stack to overflow).
+ */
+const refuseDeeperThan = (value: unknown, text: string, limit: number, around = 0): void => {
+  if (around + countUpTo(text, "[", limit) + countUpTo(text, "{", limit) <= limit) return
+  const values: Array<unknown> = [value]
+  const depths: Array<number> = [1]
+  while (values.length > 0) {
+    const v = values.pop()
+    const depth = depths.pop()!
     if (typeof v !== "object" || v === null) continue
-    if (depth > limit) return true
+    if (depth > limit) throw new TooDeep(`the value is nested deeper than ${MAX_DEPTH} levels`)
     for (const child of Array.isArray(v) ? v : Object.values(v)) {
-      if (typeof child === "object" && child !== null) pending.push([child, depth + 1])
+      if (typeof child === "object" && child !== null) {
+        values.push(child)
+        depths.push(depth + 1)
+      }
     }
   }
-  return false
 }
 
 const keep = (c: Collected, field: string, value: unknown) => {
-  if (typeof value === "object" && value !== null && deeperThan(value, MAX_KEPT_DEPTH)) {
-    throw new TooDeep(`"${field}" is nested deeper than ${MAX_KEPT_DEPTH} levels`)
-  }
   c.extra ??= {}
   // defineProperty, not assignment: a field named "__proto__" would otherwise set the prototype and be lost.
   Object.defineProperty(c.extra, field, { value, enumerable: true, writable: true, configurable: true })
@@ -412,6 +429,8 @@ const decodeAppended = (
     return undefined
   }
   if (!Array.isArray(added) || added.length === 0) return undefined
+  // The rest of the document was bounded when its place to append was found; the new messages are at depth 3.
+  refuseDeeperThan(added, body, MAX_DEPTH - 1, 1)
   const keys = appendKeys(sessionId, added.map(identityOf), memo)
   if (keys === undefined) return undefined
   // The memo holds the new value from here on, its place to append included, whatever happens below.
@@ -432,8 +451,8 @@ const decodeAppended = (
 /**
  * Decodes the raw Redis string of session `sessionId`. Total: never throws.
  *
- * Rejected: not JSON, a root that is not an object, `messages` present but not an array, a value to keep nested
- * deeper than `MAX_KEPT_DEPTH`, nesting too deep to walk at all.
+ * Rejected: not JSON, a root that is not an object, `messages` present but not an array, nesting deeper than
+ * `MAX_DEPTH` levels.
  *
  * `known`: keys of messages the projection already holds. Those are identified but not decoded further (their
  * other fields are null and they add no warnings): the live path re-reads whole sessions to find one new message,
@@ -456,9 +475,10 @@ export const decodeSnapshot = (
     }
     return decodeWhole(sessionId, raw, known, memo, valueHash)
   } catch (e) {
-    // Nesting that JSON.parse takes but no recursive walk of it can (serialising it for a key, a warning or the
-    // ledger): rejected, with the rest of the batch going on.
-    if (!(e instanceof RangeError || e instanceof TooDeep)) throw e
+    // A document nested too deep, or (a backstop) one whose parts overflow the stack or a string's length when
+    // serialised: rejected, and the rest of the batch goes on. Any other error is a defect, and is thrown.
+    const limit = e instanceof RangeError && /call stack|string length/.test(e.message)
+    if (!(e instanceof TooDeep || limit)) throw e
     if (memo !== undefined) memo.appendPoint = undefined
     return Either.left({ reason: e instanceof TooDeep ? e.message : `cannot be decoded: ${(e as Error).message}` })
   }
@@ -484,6 +504,7 @@ const decodeWhole = (
   if (rawList !== undefined && rawList !== null && !Array.isArray(rawList)) {
     return Either.left({ reason: `"messages" is ${describe(rawList)}, not an array` })
   }
+  refuseDeeperThan(doc, raw, MAX_DEPTH)
   const warnings: Array<string> = []
   const d = mayNeedCleaning(raw) ? (cleanDeep(doc, "", warnings) as Record<string, unknown>) : doc as Record<string, unknown>
   const c: Collected = { extra: null }

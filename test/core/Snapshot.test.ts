@@ -408,24 +408,24 @@ describe("Snapshot.decodeSnapshot", () => {
       })
     }
 
-    it("nesting too deep to keep or to walk, wherever it is; a value kept as deep as allowed is kept", () => {
+    it("a document nested deeper than 1,000 levels, wherever the depth is; one exactly that deep is kept", () => {
       const deep = (n: number) => "[".repeat(n) + "]".repeat(n)
-      const far = deep(200_000)
+      const reason = "the value is nested deeper than 1000 levels"
       for (const raw of [
-        `{"messages": [{"content": "b", "sender_id": ${far}}]}`,
-        `{"messages": [{"content": ${far}}]}`,
-        `{"messages": [{"content": "x", "timestamp": ${far}}]}`,
-        `{"topic": ${far}, "messages": []}`,
-        `{"t": "\\u0000", "x": ${far}, "messages": []}`
+        `{"messages": [{"content": "b", "sender_id": ${deep(200_000)}}]}`,
+        `{"messages": [{"content": ${deep(998)}}]}`,
+        `{"messages": [{"content": "x", "timestamp": ${deep(998)}}]}`,
+        `{"messages": [${deep(999)}]}`,
+        `{"topic": ${deep(1000)}, "messages": []}`,
+        `{"t": "\\u0000", "x": ${deep(1000)}, "messages": []}`
       ]) {
-        assert.match(rejected(raw).reason, /^cannot be decoded: Maximum call stack size exceeded$/, raw.slice(0, 40))
+        assert.strictEqual(rejected(raw).reason, reason, raw.slice(0, 40))
       }
-      assert.strictEqual(rejected(`{"x": ${deep(1001)}, "messages": []}`).reason, `"x" is nested deeper than 1000 levels`)
-      assert.strictEqual(
-        rejected(`{"messages": [{"content": "a", "meta": {"a": ${deep(1000)}}}]}`).reason,
-        `"meta" is nested deeper than 1000 levels`
-      )
-      assert.strictEqual(JSON.stringify(decoded("s-1", `{"x": ${deep(1000)}, "messages": []}`).meta.extra).length, 2006)
+      // Root 1, messages 2, the message 3, its content 997 more: 1,000.
+      assert.strictEqual(decoded("s-1", `{"messages": [{"content": ${deep(997)}}]}`).messages[0]!.content, deep(997))
+      assert.strictEqual(JSON.stringify(decoded("s-1", `{"x": ${deep(999)}, "messages": []}`).meta.extra).length, 2004)
+      // Brackets inside strings are counted, then walked: they are not depth.
+      assert.strictEqual(decoded("s-1", JSON.stringify({ topic: "[".repeat(2000), messages: [] })).meta.topic, "[".repeat(2000))
     })
 
     it("other shapes that are not a session", () => {
@@ -533,6 +533,24 @@ describe("Snapshot.decodeSnapshot with a memo: a value that appends messages is 
     const bad = compact({ topic: "t", messages: [...base, deep] })
     const known = new Set(one.messages.map((m) => m.key))
     assert.deepStrictEqual(decodeSnapshot("s-1", bad, known, memo), decodeSnapshot("s-1", bad, known))
+    assert.isUndefined(memo.appendPoint)
+    // Exactly as deep as allowed (root, messages, message, 997 more), appended: decoded from what it appends.
+    const edge = `{"content": "e", "meta": ${"[".repeat(997)}${"]".repeat(997)}}`
+    memo.appendPoint = undefined
+    const again = snapshotOf(decodeSnapshot("s-1", compact({ topic: "t", messages: base }), known, memo))
+    const point = memo.appendPoint!
+    const withEdge = compact({ topic: "t", messages: [...base, edge] })
+    const fast = decodeSnapshot("s-1", withEdge, new Set(again.messages.map((m) => m.key)), memo)
+    assert.strictEqual((memo.appendPoint as typeof point | undefined)?.meta, point.meta)
+    assert.deepStrictEqual(fast, decodeSnapshot("s-1", withEdge, known))
+    // One level more, appended after it: refused by the shortcut as by a full decode.
+    const tooDeep = compact({ topic: "t", messages: [...base, edge, edge.replace('"e"', '"f"').replace("[", "[[").replace("]", "]]")] })
+    const held = new Set(snapshotOf(fast).messages.map((m) => m.key))
+    const afterEdge = memo.appendPoint!
+    assert.deepStrictEqual(decodeSnapshot("s-1", tooDeep, held, memo), Either.left({ reason: "the value is nested deeper than 1000 levels" }))
+    assert.deepStrictEqual(decodeSnapshot("s-1", tooDeep, held), Either.left({ reason: "the value is nested deeper than 1000 levels" }))
+    assert.isDefined(afterEdge)
+    assert.isUndefined(memo.appendPoint)
     const next = compact({ topic: "t", messages: [...base, message("c")] })
     assert.deepStrictEqual(decodeSnapshot("s-1", next, known, memo), decodeSnapshot("s-1", next, known))
   })
