@@ -304,21 +304,29 @@ const restOf = (raw: string, end: number): string =>
 /** A longer text after the messages is not kept (a member that changes with every write would defeat it anyway). */
 const MAX_REST = 256
 
+/**
+ * A value with more text outside its messages than this gets no place to append: the memo would keep what that
+ * text decodes to (the metadata, with any unknown fields), and a memo is meant to be small (see `SessionStore`).
+ */
+const MAX_OUTSIDE = 2048
+
 const QUOTE = 34
 const BACKSLASH = 92
 
 /**
- * Where the elements of the `messages` array that `JSON.parse` keeps end in `raw` (after the last one, or after
- * its `[` when it is empty), if it has one; `raw` must be valid JSON whose root is an object. A scan of the structure alone: strings are skipped with `indexOf`.
- * Of several `messages` members the last counts, as for `JSON.parse`.
+ * Where the `messages` array that `JSON.parse` keeps starts in `raw` (its `[`) and where its elements end (after the
+ * last one, or after the `[` when it is empty), if it has one; `raw` must be valid JSON whose root is an object. A
+ * scan of the structure alone: strings are skipped with `indexOf`. Of several `messages` members the last counts,
+ * as for `JSON.parse`.
  */
-const messagesEnd = (raw: string): number | undefined => {
+const messagesSpan = (raw: string): { readonly start: number; readonly end: number } | undefined => {
   let depth = 0
   let expectKey = false
   let key: string | undefined
   let inMessages = false
   let lastEnd = -1
-  let found: number | undefined
+  let start = -1
+  let found: { start: number; end: number } | undefined
   for (let i = 0; i < raw.length; i++) {
     const c = raw.charCodeAt(i)
     if (c === QUOTE) {
@@ -352,6 +360,7 @@ const messagesEnd = (raw: string): number | undefined => {
         if (depth === 1) expectKey = true
         else if (depth === 2 && c === 91 && key === "messages") {
           inMessages = true
+          start = i
           lastEnd = i + 1
         }
         break
@@ -360,7 +369,7 @@ const messagesEnd = (raw: string): number | undefined => {
         if (inMessages && depth === 2) lastEnd = i + 1
         else if (inMessages && depth === 1) {
           inMessages = false
-          found = lastEnd
+          found = { start, end: lastEnd }
         }
         break
       default: // a number or a literal
@@ -381,9 +390,11 @@ const appendPoint = (
   warnings: ReadonlyArray<string>
 ): AppendPoint | undefined => {
   if (!raw.isWellFormed()) return undefined
-  const end = messagesEnd(raw)
-  if (end === undefined || raw.length - end > MAX_REST) return undefined
-  return { end, valueHash, rest: restOf(raw, end), meta, warnings }
+  const span = messagesSpan(raw)
+  if (span === undefined || raw.length - span.end > MAX_REST || raw.length - (span.end - span.start) > MAX_OUTSIDE) {
+    return undefined
+  }
+  return { end: span.end, valueHash, rest: restOf(raw, span.end), meta, warnings }
 }
 
 /** A message the projection holds: identified, not decoded further (a literal: a spread was 8 µs per snapshot). */

@@ -86,6 +86,9 @@ const MIN_IDLE_MS = 60_000
  */
 const KEY_MEMO_LIMIT = 700_000
 
+/** What a memo's place to append counts for against `KEY_MEMO_LIMIT`, in memoised messages (about 75 bytes each). */
+const APPEND_POINT_WEIGHT = 4
+
 /** A session's memo, and the projection state at which its keys were last seen committed. */
 interface MemoEntry {
   readonly memo: KeyMemo
@@ -130,8 +133,11 @@ const makeKeyMemos = (limit: number) => {
     settle: (ids: Iterable<string>) => {
       for (const id of ids) {
         const entry = entries.get(id)
-        // An entry counts one more than its keys: a session with no message still takes room.
-        if (entry !== undefined) entries.set(id, entry, entry.memo.size + 1)
+        // An entry counts one more than its keys (a session with no message still takes room), and a few more
+        // with a place to append (`Snapshot.AppendPoint`: the value's hash and metadata, about 300 bytes).
+        if (entry !== undefined) {
+          entries.set(id, entry, entry.memo.size + 1 + (entry.memo.appendPoint === undefined ? 0 : APPEND_POINT_WEIGHT))
+        }
       }
     }
   }

@@ -568,12 +568,16 @@ describe("Snapshot.decodeSnapshot with a memo: a value that appends messages is 
     const cases = [
       `{"topic": "t"}`,
       `{"messages": [${message("a")}], "messages": null}`,
-      `{"messages": [${message("a")}], "tail": "${"x".repeat(300)}"}`
+      `{"messages": [${message("a")}], "tail": "${"x".repeat(300)}"}`,
+      // More than 2,048 characters outside the messages: the memo would keep what they decode to.
+      `{"settings": "${"x".repeat(2100)}", "messages": [${message("a")}]}`
     ]
     for (const raw of cases) {
       decodeSnapshot("s-1", raw, new Set(), memo)
       assert.isUndefined(memo.appendPoint, raw.slice(0, 60))
     }
+    decodeSnapshot("s-1", `{"settings": "${"x".repeat(1900)}", "messages": [${message("a")}]}`, new Set(), memo)
+    assert.isDefined(memo.appendPoint)
     // The last of two messages members is the one JSON.parse keeps; its escaped name is still its name.
     decodeSnapshot("s-1", `{"messages": [1], "messag\\u0065s": [${message("a")}, 2] , "n": [3]}`, new Set(), memo)
     assert.strictEqual(memo.appendPoint?.rest, `] , "n": [3]}`)
