@@ -245,17 +245,11 @@ export const appendKeys = (
     if (!fingerprintInto(identities[i - held]!, prints, i)) return undefined
     for (let j = 0; j < held; j++) if (samePrint(prints, i, prints, j)) return undefined
   }
+  // Numbered among the appended ones alone: their own keys, occurrences and fingerprints, as one list.
   const keys = new Array<string>(identities.length)
   const occurrences = new Int32Array(n)
   occurrences.set(memo.occurrences)
-  const session = JSON.stringify(sessionId)
-  for (let i = held; i < n; i++) {
-    const identity = identities[i - held]!
-    let occurrence = 0
-    for (let j = held; j < i; j++) if (samePrint(prints, j, prints, i) && same(identities[j - held]!, identity)) occurrence++
-    keys[i - held] = digest(`${session}|${JSON.stringify(identity)}|${occurrence}`)
-    occurrences[i] = occurrence
-  }
+  keyByValue(JSON.stringify(sessionId), identities, 0, keys, occurrences.subarray(held), prints.subarray(2 * held))
   memo.fingerprints = prints
   // `concat`, not a copy grown in place: an array grown past its length keeps spare room (half again), which over
   // every live session's memo was megabytes.

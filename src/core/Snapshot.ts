@@ -391,11 +391,19 @@ const appendPoint = (
 ): AppendPoint | undefined => {
   if (!raw.isWellFormed()) return undefined
   const span = messagesSpan(raw)
-  if (span === undefined || raw.length - span.end > MAX_REST || raw.length - (span.end - span.start) > MAX_OUTSIDE) {
-    return undefined
-  }
-  return { end: span.end, valueHash, rest: restOf(raw, span.end), meta, warnings }
+  if (span === undefined || raw.length - (span.end - span.start) > MAX_OUTSIDE) return undefined
+  return placeAt(raw, span.end, valueHash, meta, warnings)
 }
+
+/** The place to append at `end`, the text from there on kept as `rest`; undefined when that text is too long. */
+const placeAt = (
+  raw: string,
+  end: number,
+  valueHash: string,
+  meta: SessionMeta,
+  warnings: ReadonlyArray<string>
+): AppendPoint | undefined =>
+  raw.length - end > MAX_REST ? undefined : { end, valueHash, rest: restOf(raw, end), meta, warnings }
 
 /** A message the projection holds: identified, not decoded further (a literal: a spread was 8 µs per snapshot). */
 const knownMessage = (key: string): SnapshotMessage => ({ key, sender: null, content: null, sentAt: null, extra: null })
@@ -447,9 +455,7 @@ const decodeAppended = (
   // The memo holds the new value from here on, its place to append included, whatever happens below.
   let newEnd = raw.length - rest.length
   while (isJsonSpace(raw.charCodeAt(newEnd - 1))) newEnd--
-  memo.appendPoint = raw.length - newEnd > MAX_REST
-    ? undefined
-    : { ...point, end: newEnd, valueHash: valueHash ?? snapshotHash(raw), rest: restOf(raw, newEnd) }
+  memo.appendPoint = placeAt(raw, newEnd, valueHash ?? snapshotHash(raw), point.meta, point.warnings)
   const warnings = point.warnings.slice()
   const messages: Array<SnapshotMessage> = before.map(knownMessage)
   added.forEach((m, j) => {
