@@ -7,6 +7,7 @@ import { SqlError } from "@effect/sql/SqlError"
 import { Cause, Config, ConfigError, Console, Data, Effect, Layer, Option, Ref, Schedule } from "effect"
 import { formatConfigError, keyPrefix, liveConfig, redisConfig, syncConfig } from "./Config.js"
 import { DatabaseLive, RedisClientLive, SyncLive } from "./Layers.js"
+import { boundHeapGrowth } from "./Heap.js"
 import { ensureLocalServices } from "./LocalServices.js"
 import * as Database from "./pg/Database.js"
 import { classify, PgError } from "./pg/PgError.js"
@@ -98,6 +99,7 @@ const migrate = Command.make("migrate", {}, () =>
 const start = Command.make("start", {}, () =>
   Effect.gen(function*() {
     const config = yield* syncConfig
+    yield* Effect.sync(() => boundHeapGrowth(true))
     const live = yield* liveConfig
     const prefix = yield* keyPrefix
     const fullSyncOptions = { ...defaultFullSyncOptions(retrySchedule(config.retryMaxDelay, 10)), ...config }

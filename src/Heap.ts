@@ -7,27 +7,45 @@
  * huge session could hit (and the process would die); the price is more frequent collections. V8 reads the flag at
  * every collection, so setting it at start-up takes effect. Node refuses it in NODE_OPTIONS; one given on the
  * command line (`node --heap-growing-percent=N dist/main.js`) wins over the variable.
+ *
+ * The default bound is the daemon's (`start`), which runs for weeks within a memory budget. A one-shot command
+ * (`sync`, `rebuild`, …) is bounded only when the variable is set: in a full sync of 100,000 × 20 messages the bound
+ * of 50 % set off a full collection every half second, and V8's own growth took the sync from 71 to 62 s (a fifth
+ * less CPU in the process) for a peak RSS of 333 MB instead of 204 MB.
  */
 import { setFlagsFromString } from "node:v8"
 
-/** Growth allowed after a full collection, in percent of the heap then live; 0 leaves the choice to V8. */
+/**
+ * Growth allowed after a full collection, in percent of the heap then live; 0 leaves the choice to V8. The fallback is
+ * the daemon's; one-shot commands leave the choice to V8 unless the variable is set.
+ */
 export const HEAP_GROWTH_PERCENT = { variable: "SYNC_HEAP_GROWTH_PERCENT", fallback: 50, min: 0, max: 1000 } as const
 
 /**
- * The V8 flag for `setting` (the variable's value), or undefined: when the command line sets the growth, when the
- * setting is 0, or when it is not a whole number in range (the configuration then refuses it, naming the variable).
+ * The V8 flag for `setting` (the variable's value) in the daemon (`daemon`) or a one-shot command, or undefined: when
+ * the command line sets the growth, when the setting is 0, when it is unset in a one-shot command, or when it is not
+ * a whole number in range (the configuration then refuses it, naming the variable).
  */
-export const heapGrowthFlag = (execArgv: ReadonlyArray<string>, setting: string | undefined): string | undefined => {
+export const heapGrowthFlag = (
+  execArgv: ReadonlyArray<string>,
+  setting: string | undefined,
+  daemon: boolean
+): string | undefined => {
   if (execArgv.some((arg) => arg.startsWith("--heap-growing-percent"))) return undefined
   const { fallback, max, min } = HEAP_GROWTH_PERCENT
-  const percent = setting === undefined || setting.trim() === "" ? fallback : Number(setting)
+  const unset = setting === undefined || setting.trim() === ""
+  if (unset && !daemon) return undefined
+  const percent = unset ? fallback : Number(setting)
   if (!Number.isInteger(percent) || percent < min || percent > max || percent === 0) return undefined
   return `--heap-growing-percent=${percent}`
 }
 
-/** Sets the flag for this process (see the module doc). */
-export const boundHeapGrowth = (): void => {
-  const flag = heapGrowthFlag(process.execArgv, process.env[HEAP_GROWTH_PERCENT.variable])
+/**
+ * Sets the flag for this process (see the module doc): at start-up for any command, and again with `daemon` when
+ * the daemon starts.
+ */
+export const boundHeapGrowth = (daemon: boolean): void => {
+  const flag = heapGrowthFlag(process.execArgv, process.env[HEAP_GROWTH_PERCENT.variable], daemon)
   if (flag !== undefined) setFlagsFromString(flag)
 }
 

@@ -11,7 +11,8 @@ import * as Logging from "./Logging.js"
 
 if (existsSync(".env")) process.loadEnvFile(".env")
 
-boundHeapGrowth()
+// The daemon's own bound is set when it starts (`start` in Cli.ts); here, only one set by SYNC_HEAP_GROWTH_PERCENT.
+boundHeapGrowth(false)
 
 cli(process.argv).pipe(
   Effect.provide(Layer.merge(NodeContext.layer, Logging.layer)),

@@ -3,16 +3,24 @@ import { readFileSync } from "node:fs"
 import { HEAP_GROWTH_PERCENT, heapGrowthFlag, YOUNG_GENERATION_FLAG } from "../../src/Heap.js"
 
 describe("Heap.heapGrowthFlag", () => {
-  it("bounds the heap's growth by default, or as SYNC_HEAP_GROWTH_PERCENT says", () => {
-    assert.strictEqual(heapGrowthFlag(["--enable-source-maps"], undefined), `--heap-growing-percent=${HEAP_GROWTH_PERCENT.fallback}`)
-    assert.strictEqual(heapGrowthFlag([], ""), `--heap-growing-percent=${HEAP_GROWTH_PERCENT.fallback}`)
-    assert.strictEqual(heapGrowthFlag([], "120"), "--heap-growing-percent=120")
+  it("bounds the daemon's heap growth by default, or as SYNC_HEAP_GROWTH_PERCENT says", () => {
+    assert.strictEqual(heapGrowthFlag(["--enable-source-maps"], undefined, true), `--heap-growing-percent=${HEAP_GROWTH_PERCENT.fallback}`)
+    assert.strictEqual(heapGrowthFlag([], "", true), `--heap-growing-percent=${HEAP_GROWTH_PERCENT.fallback}`)
+    assert.strictEqual(heapGrowthFlag([], "120", true), "--heap-growing-percent=120")
+  })
+
+  it("leaves a one-shot command's growth to V8 unless SYNC_HEAP_GROWTH_PERCENT is set", () => {
+    assert.strictEqual(heapGrowthFlag([], undefined, false), undefined)
+    assert.strictEqual(heapGrowthFlag([], " ", false), undefined)
+    assert.strictEqual(heapGrowthFlag([], "120", false), "--heap-growing-percent=120")
   })
 
   it("0 leaves the growth to V8; a growth on the command line wins; a bad value is left to the configuration", () => {
-    assert.strictEqual(heapGrowthFlag([], "0"), undefined)
-    assert.strictEqual(heapGrowthFlag(["--heap-growing-percent=200"], "30"), undefined)
-    for (const bad of ["-5", "12.5", "lots", "1001"]) assert.strictEqual(heapGrowthFlag([], bad), undefined, bad)
+    for (const daemon of [true, false]) {
+      assert.strictEqual(heapGrowthFlag([], "0", daemon), undefined)
+      assert.strictEqual(heapGrowthFlag(["--heap-growing-percent=200"], "30", daemon), undefined)
+      for (const bad of ["-5", "12.5", "lots", "1001"]) assert.strictEqual(heapGrowthFlag([], bad, daemon), undefined, bad)
+    }
   })
 })
 
