@@ -10,8 +10,9 @@
  *
  * The default bound is the daemon's (`start`), which runs for weeks within a memory budget. A one-shot command
  * (`sync`, `rebuild`, …) is bounded only when the variable is set: in a full sync of 100,000 × 20 messages the bound
- * of 50 % set off a full collection every half second, and V8's own growth took the sync from 71 to 62 s (a fifth
- * less CPU in the process) for a peak RSS of 333 MB instead of 204 MB.
+ * of 50 % set off a full collection every half second. Under V8's own growth the sync process took 0.72–0.74 of a
+ * core instead of 0.81–0.83 (alternating runs), for a peak RSS of 314–333 MB instead of 202–205 MB; its time moved
+ * less than the machine's noise (median 66 against 71.5 s over the day's runs).
  */
 import { setFlagsFromString } from "node:v8"
 
