@@ -249,6 +249,8 @@ interface StateRow {
   readonly message_count: number | null
   readonly gone: GoneKind | null
   readonly rejected_hash: string | null
+  /** Whether the session has a `rejections` row (its hash may be null). */
+  readonly rejected: boolean
   readonly exists: boolean
   readonly last_seq: string | null
   /** oid of the `sessions` table read (changes when a rebuild swaps the tables). */
@@ -287,7 +289,8 @@ export const make = Effect.gen(function*() {
                     WHEN greatest(s.expired_at, s.deleted_at, s.evicted_at) = s.expired_at THEN 'expired'
                     WHEN greatest(s.expired_at, s.deleted_at, s.evicted_at) = s.deleted_at THEN 'deleted'
                     ELSE 'evicted' END AS gone,
-               r.snapshot_hash AS rejected_hash, 'sessions'::regclass::oid::text AS projection
+               r.snapshot_hash AS rejected_hash, r.redis_session_id IS NOT NULL AS rejected,
+               'sessions'::regclass::oid::text AS projection
         FROM ${sessionRowsOf(sql, ids)}`
       if (rows.length > 0) {
         keyMemos.bindTo(rows[0]!.projection)
@@ -355,7 +358,8 @@ export const make = Effect.gen(function*() {
           : null
         states.set(r.id, { session, rejectedHash: r.rejected_hash })
       }
-      return { states, known, memos }
+      const rejected = new Set(rows.flatMap((r) => (r.rejected ? [r.id] : [])))
+      return { states, known, memos, rejected }
     })
 
   /**
@@ -432,7 +436,7 @@ export const make = Effect.gen(function*() {
         written = undefined
         decoded = []
         yield* sql`SELECT sync_lock_sessions(${latest.map((o) => o.sessionId)}::text[])`
-        const { known, memos, states } = yield* loadStates(latest, carried)
+        const { known, memos, rejected, states } = yield* loadStates(latest, carried)
         carried = known
         const before = new Map(Array.from(memos, ([id, entry]) => [id, entry.memo.version]))
         const stateOf = (o: Observation) => states.get(o.sessionId) ?? initialState
@@ -449,7 +453,10 @@ export const make = Effect.gen(function*() {
         if (events.length === 0) return { ...emptyBatch, sessions: latest.length }
         const committed = yield* append(events, sourceFn(source))
         const changes = project(committed)
-        const messagesInserted = yield* applyChanges(sql, shared.unseen(changes), { exact })
+        // An accepted session clears its rejection; one that had none under its lock has none to clear (only this
+        // writer, under that lock, records one): a DELETE less per batch, every batch of a first sync.
+        const accepted = changes.accepted.filter((a) => rejected.has(a.redisSessionId))
+        const messagesInserted = yield* applyChanges(sql, shared.unseen({ ...changes, accepted }), { exact })
         written = changes
         const changedSessions = new Set(committed.map((e) => e.sessionId))
         return {
