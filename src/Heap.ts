@@ -12,7 +12,8 @@
  * (`sync`, `rebuild`, …) is bounded only when the variable is set: in a full sync of 100,000 × 20 messages the bound
  * of 50 % set off a full collection every half second. Under V8's own growth the sync process took 0.72–0.74 of a
  * core instead of 0.81–0.83 (alternating runs), for a peak RSS of 314–333 MB instead of 202–205 MB; its time moved
- * less than the machine's noise (median 66 against 71.5 s over the day's runs).
+ * about as much as the machine's noise (median 66 against 71.5 s over the day's runs; pairs 62/71, 66/66, 71/71,
+ * 65/71 s).
  */
 import { setFlagsFromString } from "node:v8"
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 // Summarises a V8 CPU profile (`node --cpu-prof`, or BENCH_DAEMON_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR" with
 // bench/live.mjs): self time by function and by file or package, and, with --incl NAME..., the inclusive time of the
-// functions whose label contains one of the names (inclusive time stops at Effect's fiber boundaries).
+// functions whose label contains one of the names (inclusive time stops at Effect's fiber boundaries). Given a
+// sampling heap profile (`.heapprofile`, from alloc-sample.mjs), the same for the bytes allocated.
 //
-//   node bench/tools/profile-top.mjs FILE.cpuprofile [--top 40] [--incl decide submit ...]
+//   node bench/tools/profile-top.mjs FILE.cpuprofile|FILE.heapprofile [--top 40] [--incl decide submit ...]
 //
 // Frames of a bundle with a source map beside it (dist/main.js and dist/main.js.map, as `npm run build` writes
 // them) are named by their place in the sources: src/… for ours, the package's own path for a dependency's. A frame
@@ -27,16 +28,35 @@ const inclIndex = args.indexOf("--incl")
 const inclNames = inclIndex >= 0 ? args.slice(inclIndex + 1).filter((a) => !a.startsWith("--")) : []
 
 const profile = JSON.parse(readFileSync(file, "utf8"))
-const byId = new Map(profile.nodes.map((n) => [n.id, n]))
+// A sampling heap profile (`.heapprofile`, e.g. from alloc-sample.mjs) is a tree of frames with the bytes allocated
+// in each: its nodes are numbered here as a CPU profile's are, and bytes stand where microseconds would.
+const heap = profile.head !== undefined
+const nodes = []
+if (heap) {
+  let next = 0
+  const flatten = (n) => {
+    const node = { id: next++, callFrame: n.callFrame, selfSize: n.selfSize, children: [] }
+    nodes.push(node)
+    node.children = n.children.map((c) => flatten(c).id)
+    return node
+  }
+  flatten(profile.head)
+} else {
+  nodes.push(...profile.nodes)
+}
+const byId = new Map(nodes.map((n) => [n.id, n]))
 const parent = new Map()
-for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id)
+for (const n of nodes) for (const c of n.children ?? []) parent.set(c, n.id)
 const timeOf = new Map()
 let total = 0
-profile.samples.forEach((id, i) => {
-  const dt = profile.timeDeltas[i] ?? 0
-  timeOf.set(id, (timeOf.get(id) ?? 0) + dt)
-  total += dt
-})
+const add = (id, amount) => {
+  timeOf.set(id, (timeOf.get(id) ?? 0) + amount)
+  total += amount
+}
+if (heap) for (const n of nodes) add(n.id, n.selfSize)
+else profile.samples.forEach((id, i) => add(id, profile.timeDeltas[i] ?? 0))
+const unit = heap ? "MB" : "s"
+const scale = 1e6 // bytes to MB, or microseconds to seconds
 /** The source map of a script's URL, if a `.map` file sits beside it (read once per script). */
 const maps = new Map()
 const mapOf = (url) => {
@@ -73,8 +93,9 @@ for (const [id, t] of timeOf) {
   files.set(fileOf(n), (files.get(fileOf(n)) ?? 0) + t)
 }
 const show = (m, n) =>
-  [...m].sort((a, b) => b[1] - a[1]).slice(0, n).map(([k, t]) => `${(t / 1e6).toFixed(2).padStart(7)} s ${(100 * t / total).toFixed(1).padStart(5)} %  ${k}`).join("\n")
-console.log(`${(total / 1e6).toFixed(1)} s sampled\n\n-- self time by function\n${show(self, top)}\n\n-- self time by file or package\n${show(files, 25)}`)
+  [...m].sort((a, b) => b[1] - a[1]).slice(0, n).map(([k, t]) => `${(t / scale).toFixed(2).padStart(7)} ${unit} ${(100 * t / total).toFixed(1).padStart(5)} %  ${k}`).join("\n")
+const what = heap ? "allocated" : "time"
+console.log(`${(total / scale).toFixed(1)} ${unit} sampled\n\n-- self ${what} by function\n${show(self, top)}\n\n-- self ${what} by file or package\n${show(files, 25)}`)
 if (inclNames.length > 0) {
   const incl = new Map()
   for (const [id, t] of timeOf) {
@@ -86,5 +107,5 @@ if (inclNames.length > 0) {
       if (inclNames.some((name) => k.includes(name))) incl.set(k, (incl.get(k) ?? 0) + t)
     }
   }
-  console.log(`\n-- inclusive time\n${show(incl, 60)}`)
+  console.log(`\n-- inclusive ${what}\n${show(incl, 60)}`)
 }
