@@ -23,14 +23,28 @@ const cpuOf = (statPath) => {
     return 0
   }
 }
-const postgresCpu = () =>
-  readdirSync("/proc").filter((d) => /^\d+$/.test(d)).reduce((sum, pid) => {
+/** CPU seconds of each PostgreSQL process, by pid. */
+const postgresCpu = () => {
+  const byPid = new Map()
+  for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
     try {
-      return readFileSync(`/proc/${pid}/comm`, "utf8").trim() === "postgres" ? sum + cpuOf(`/proc/${pid}/stat`) : sum
+      if (readFileSync(`/proc/${pid}/comm`, "utf8").trim() === "postgres") byPid.set(pid, cpuOf(`/proc/${pid}/stat`))
     } catch {
-      return sum
+      // gone meanwhile
     }
-  }, 0)
+  }
+  return byPid
+}
+/**
+ * PostgreSQL's CPU between two readings: what each process now running took since the last one (all of it, for a
+ * process started since). A process that exits takes its total with it: summed, it made the whole interval
+ * negative (a backend or autovacuum worker ending), and a run's mean read as nothing.
+ */
+const postgresDelta = (before, now) => {
+  let sum = 0
+  for (const [pid, cpu] of now) sum += cpu - (before.get(pid) ?? 0)
+  return sum
+}
 const child = spawn(command[0], command.slice(1), { stdio: ["ignore", "pipe", "inherit"], env: process.env })
 let output = ""
 child.stdout.on("data", (d) => (output += d))
@@ -43,7 +57,7 @@ const timer = setInterval(() => {
   const proc = cpuOf(`/proc/${child.pid}/stat`)
   const pg = postgresCpu()
   const dt = (at - last.at) / 1000
-  rows.push([(at - started) / 1000, (main - last.main) / dt, (proc - last.proc) / dt, (pg - last.pg) / dt])
+  rows.push([(at - started) / 1000, (main - last.main) / dt, (proc - last.proc) / dt, postgresDelta(last.pg, pg) / dt])
   last = { main, proc, pg, at }
 }, 1000)
 child.on("exit", (code) => {
