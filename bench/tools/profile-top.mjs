@@ -47,10 +47,11 @@ if (heap) {
 const byId = new Map(nodes.map((n) => [n.id, n]))
 const parent = new Map()
 for (const n of nodes) for (const c of n.children ?? []) parent.set(c, n.id)
-const timeOf = new Map()
+/** Per node: microseconds sampled (a CPU profile) or bytes allocated (a heap profile). */
+const amountOf = new Map()
 let total = 0
 const add = (id, amount) => {
-  timeOf.set(id, (timeOf.get(id) ?? 0) + amount)
+  amountOf.set(id, (amountOf.get(id) ?? 0) + amount)
   total += amount
 }
 if (heap) for (const n of nodes) add(n.id, n.selfSize)
@@ -87,7 +88,7 @@ const fileOf = (n) => {
 }
 const self = new Map()
 const files = new Map()
-for (const [id, t] of timeOf) {
+for (const [id, t] of amountOf) {
   const n = byId.get(id)
   self.set(label(n), (self.get(label(n)) ?? 0) + t)
   files.set(fileOf(n), (files.get(fileOf(n)) ?? 0) + t)
@@ -98,7 +99,7 @@ const what = heap ? "allocated" : "time"
 console.log(`${(total / scale).toFixed(1)} ${unit} sampled\n\n-- self ${what} by function\n${show(self, top)}\n\n-- self ${what} by file or package\n${show(files, 25)}`)
 if (inclNames.length > 0) {
   const incl = new Map()
-  for (const [id, t] of timeOf) {
+  for (const [id, t] of amountOf) {
     const seen = new Set()
     for (let x = id; x !== undefined; x = parent.get(x)) {
       const k = label(byId.get(x))
