@@ -30,7 +30,11 @@ export const observe = (raw: RawSession, hash: string | null = hashOf(raw)): Obs
       length: 0
     }
   }
-  const text = raw.value.toString("utf8")
+  const value = raw.value
+  // The text is made from the bytes when needed, not kept: a batch's observations live until its transaction
+  // commits, and 6 KB strings held that long were copied by every young-generation collection and promoted (about a
+  // fifth of what a full sync promoted), where the bytes lie outside the JavaScript heap.
+  const text = () => value.toString("utf8")
   // Decoding with no known message is the same every time: kept, so it can be done ahead (`decodeAhead`), out of
   // the transaction, for sessions PostgreSQL does not hold yet.
   let fresh: ReturnType<typeof decodeSnapshot> | undefined
@@ -40,11 +44,16 @@ export const observe = (raw: RawSession, hash: string | null = hashOf(raw)): Obs
     hash,
     decode: (known, memo) =>
       known.size === 0 && memo === undefined
-        ? (fresh ??= decodeSnapshot(raw.sessionId, text))
-        : decodeSnapshot(raw.sessionId, text, known, memo, hash),
+        ? (fresh ??= decodeSnapshot(raw.sessionId, text()))
+        : decodeSnapshot(raw.sessionId, text(), known, memo, hash),
+    // Only a rejection reads these.
     // Cut by UTF-16 units, the excerpt may end in half a surrogate pair, which jsonb refuses as much as NUL.
-    excerpt: storable(text.slice(0, EXCERPT_LENGTH)),
-    length: text.length
+    get excerpt() {
+      return storable(text().slice(0, EXCERPT_LENGTH))
+    },
+    get length() {
+      return text().length
+    }
   }
 }
 
