@@ -63,6 +63,26 @@ export class SessionCache<V> {
     return true
   }
 
+  /**
+   * Weighs the entry of `id` again, as `set` would with the value it holds (its value grew or shrank in place), in one
+   * lookup; it becomes the most recently used. False when it is not held, or no longer (grown past a tenth of the limit).
+   */
+  reweigh(id: string, sizeOf: (value: V) => number): boolean {
+    const e = this.entries.get(id)
+    if (e === undefined) return false
+    const size = sizeOf(e.value)
+    this.entries.delete(id)
+    this.held -= e.size
+    if (size > this.limit / 10) return false
+    e.size = size
+    e.usedAt = this.now()
+    this.entries.set(id, e)
+    this.held += size
+    // Itself the most recently used and at most a tenth of the limit, it is never the one evicted.
+    this.evict(0, false)
+    return true
+  }
+
   delete(id: string): void {
     const e = this.entries.get(id)
     if (e === undefined) return

@@ -110,18 +110,12 @@ interface MemoEntry {
  *
  * At most `limit` messages are held, counting one more per session (see `SessionCache` for which sessions); a
  * session turned away gets a memo of its own that is not kept. A rebuild swaps in other tables with the same last
- * seqs but possibly other messages (that is what a rebuild is for): `bindTo` forgets every memo then.
+ * seqs but possibly other messages (that is what a rebuild is for): the store forgets every memo then (`clear`).
  */
 const makeKeyMemos = (limit: number) => {
   const entries = new SessionCache<MemoEntry>(limit, MIN_IDLE_MS)
-  let projection: string | null = null
   return {
-    /** Forgets everything when `table` (the `sessions` table's oid) is not the one the memos were vouched in. */
-    bindTo: (table: string) => {
-      if (table === projection) return
-      entries.clear()
-      projection = table
-    },
+    clear: () => entries.clear(),
     of: (id: string): MemoEntry => {
       const held = entries.get(id)
       if (held !== undefined) return held
@@ -131,13 +125,10 @@ const makeKeyMemos = (limit: number) => {
     },
     /** Accounts for what the memos of `ids` grew by. */
     settle: (ids: Iterable<string>) => {
+      // An entry counts one more than its keys (a session with no message still takes room), and a few more with a
+      // place to append (`Snapshot.AppendPoint`: the value's hash and metadata, about 300 bytes).
       for (const id of ids) {
-        const entry = entries.get(id)
-        // An entry counts one more than its keys (a session with no message still takes room), and a few more
-        // with a place to append (`Snapshot.AppendPoint`: the value's hash and metadata, about 300 bytes).
-        if (entry !== undefined) {
-          entries.set(id, entry, entry.memo.size + 1 + (entry.memo.appendPoint === undefined ? 0 : APPEND_POINT_WEIGHT))
-        }
+        entries.reweigh(id, (e) => e.memo.size + 1 + (e.memo.appendPoint === undefined ? 0 : APPEND_POINT_WEIGHT))
       }
     }
   }
@@ -193,16 +184,15 @@ const SHARED_ROWS_MAX_AGE_MS = 5 * 60_000
  * the senders and groups of its messages, and inserting them again (`ON CONFLICT DO NOTHING`) was three of a live
  * batch's statements, and in a full sync 4.7 s of PostgreSQL's time and a wait on each other batch's uncommitted
  * membership rows. Those rows are only ever inserted, never changed, so a row seen committed is skipped. A rebuild
- * swaps in other tables (`bindTo` forgets everything then). A row deleted behind the daemon's back makes a batch
- * that refers to it by a foreign key (a session's group or creator, a new membership) fail; the store then forgets
- * everything and writes the batch again. A user named only as a sender (`messages.sender_user_id` has no foreign
- * key) or a membership comes back when next named after the cache is forgotten, every `maxAgeMs`.
+ * swaps in other tables (the store forgets everything then, `clear`). A row deleted behind the daemon's back makes
+ * a batch that refers to it by a foreign key (a session's group or creator, a new membership) fail; the store then
+ * forgets everything and writes the batch again. A user named only as a sender (`messages.sender_user_id` has no
+ * foreign key) or a membership comes back when next named after the cache is forgotten, every `maxAgeMs`.
  */
 export const makeSharedRows = (limit: number, maxAgeMs: number, now: () => number = Date.now) => {
   const users = new Set<string>()
   const groups = new Set<string>()
   const memberships = new Set<string>()
-  let projection: string | null = null
   let since = now()
   const clear = () => {
     users.clear()
@@ -212,12 +202,6 @@ export const makeSharedRows = (limit: number, maxAgeMs: number, now: () => numbe
   }
   return {
     clear,
-    /** Forgets everything when `table` (the `sessions` table's oid) is not the one the rows were seen in. */
-    bindTo: (table: string) => {
-      if (table === projection) return
-      clear()
-      projection = table
-    },
     /** `changes` without the shared rows already committed. */
     unseen: (changes: RowChanges): RowChanges => {
       if (now() - since > maxAgeMs) clear()
@@ -235,6 +219,19 @@ export const makeSharedRows = (limit: number, maxAgeMs: number, now: () => numbe
       for (const g of changes.groups) groups.add(g)
       for (const [g, u] of changes.participants) memberships.add(`${g}/${u}`)
     }
+  }
+}
+
+/**
+ * Calls `forget` whenever the `sessions` table's oid is not the one last seen: what a store remembers of the
+ * projection (key memos, shared rows) was seen in one set of tables, and a rebuild swaps in others.
+ */
+export const forgetOnSwap = (forget: () => void) => {
+  let projection: string | null = null
+  return (table: string) => {
+    if (table === projection) return
+    forget()
+    projection = table
   }
 }
 
@@ -261,6 +258,10 @@ export const make = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   const keyMemos = makeKeyMemos(KEY_MEMO_LIMIT)
   const shared = makeSharedRows(SHARED_ROWS_LIMIT, SHARED_ROWS_MAX_AGE_MS)
+  const bindTo = forgetOnSwap(() => {
+    keyMemos.clear()
+    shared.clear()
+  })
 
   const standingHashes = (ids: ReadonlyArray<string>) =>
     sql<{ id: string; hash: string }>`
@@ -292,10 +293,7 @@ export const make = Effect.gen(function*() {
                r.snapshot_hash AS rejected_hash, r.redis_session_id IS NOT NULL AS rejected,
                'sessions'::regclass::oid::text AS projection
         FROM ${sessionRowsOf(sql, ids)}`
-      if (rows.length > 0) {
-        keyMemos.bindTo(rows[0]!.projection)
-        shared.bindTo(rows[0]!.projection)
-      }
+      if (rows.length > 0) bindTo(rows[0]!.projection)
       // Message keys are needed for the sessions that exist and that `decide` will look into: all but those
       // whose value is the one last synced while nothing happened since (not rejected, not gone, not forced).
       const byId = new Map(rows.map((r) => [r.id, r]))

@@ -96,4 +96,21 @@ describe("SessionCache", () => {
     assert.strictEqual(cache.total, 0)
     assert.isTrue(cache.set("b", "b", 10))
   })
+
+  it("weighs an entry again in place: its units count, it becomes the most recently used, and past a tenth it goes", () => {
+    const { cache } = cacheOf()
+    for (const id of ids("a", 11)) assert.isTrue(cache.set(id, id, 9))
+    assert.isTrue(cache.set("b", "b", 1))
+    assert.strictEqual(cache.total, 100)
+    assert.isFalse(cache.reweigh("none", () => 1))
+    // a0 was the least recently used; weighed again it is the most recently used, and its growth past the limit
+    // evicts the least recently used entry, a1 (idle or not).
+    assert.isTrue(cache.reweigh("a0", (v) => (v === "a0" ? 10 : -1)))
+    assert.strictEqual(cache.total, 92)
+    assert.deepStrictEqual(held(cache, ["a0", "a1", "a2"]), ["a0", "a2"])
+    // Past a tenth of the limit, an entry is not held, as `set` would not hold it.
+    assert.isFalse(cache.reweigh("a2", () => 11))
+    assert.isFalse(cache.has("a2"))
+    assert.strictEqual(cache.total, 83)
+  })
 })
