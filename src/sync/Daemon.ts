@@ -10,7 +10,7 @@ import type { Observation } from "../core/Decide.js"
 import { SessionStore } from "../pg/SessionStore.js"
 import * as ChangeFeed from "../redis/ChangeFeed.js"
 import { SessionSource } from "../redis/SessionSource.js"
-import { describeProgress, type FullSyncOptions, fullSync, zeroProgress } from "./FullSync.js"
+import { batcher, describeProgress, type FullSyncOptions, fullSync, zeroProgress } from "./FullSync.js"
 import * as LivePipeline from "./LivePipeline.js"
 import { observe } from "./Observe.js"
 import { writeBatch } from "./Writer.js"
@@ -94,8 +94,7 @@ export const make = (options: DaemonOptions) =>
       const slices: Array<ReadonlyArray<LivePipeline.DirtyEntry>> = []
       for (let i = 0; i < batch.length; i += READ_SLICE) slices.push(batch.slice(i, i + READ_SLICE))
       return Effect.gen(function*() {
-        let pending: Array<Observation> = []
-        let bytes = 0
+        const batches = batcher<Observation>(Infinity, options.fullSync.batchBytes)
         yield* Stream.fromIterable(slices).pipe(
           Stream.mapEffect(
             (slice) => Effect.map(redis.read(slice.map((e) => e.sessionId)), (raws) => ({ slice, raws })),
@@ -103,21 +102,19 @@ export const make = (options: DaemonOptions) =>
           ),
           Stream.runForEach(({ raws, slice }) =>
             Effect.suspend(() => {
+              const full: Array<Array<Observation>> = []
               raws.forEach((raw, j) => {
-                const o = observe(raw)
-                const entry = slice[j]!
-                pending.push(o ?? { _tag: "Gone", sessionId: raw.sessionId, kind: entry.hint === "changed" ? DEFAULT_GONE : entry.hint })
-                bytes += raw.value?.length ?? 0
+                const hint = slice[j]!.hint
+                const o = observe(raw) ?? { _tag: "Gone", sessionId: raw.sessionId, kind: hint === "changed" ? DEFAULT_GONE : hint }
+                const closed = batches.add(o, raw.value?.length ?? 0)
+                if (closed !== undefined) full.push(closed)
               })
-              if (bytes < options.fullSync.batchBytes) return Effect.void
-              const full = pending
-              pending = []
-              bytes = 0
-              return write(full, sources)
+              return Effect.forEach(full, (observations) => write(observations, sources), { discard: true })
             })
           )
         )
-        if (pending.length > 0) yield* write(pending, sources)
+        const rest = batches.rest()
+        if (rest !== undefined) yield* write(rest, sources)
       }).pipe(Effect.provideService(SessionStore, store))
     }
 

@@ -84,6 +84,32 @@ interface Changed {
 
 const sizeOf = (c: Changed) => (c.raw.value?.length ?? 0) + 100
 
+/**
+ * Gathers items, as they come, into write batches that close at `maxItems` items or once their sizes add up to
+ * `maxBytes`: a full sync's changed reads (`toBatches`), and a live batch's reads (`Daemon`).
+ */
+export const batcher = <A>(maxItems: number, maxBytes: number) => {
+  let current: Array<A> = []
+  let bytes = 0
+  /** The open batch, now closed (possibly empty); a new one opens. */
+  const close = (): Array<A> => {
+    const full = current
+    current = []
+    bytes = 0
+    return full
+  }
+  return {
+    /** Adds `item`, weighing `size` bytes; returns the batch it closed, if it closed one. */
+    add: (item: A, size: number): Array<A> | undefined => {
+      current.push(item)
+      bytes += size
+      return current.length >= maxItems || bytes >= maxBytes ? close() : undefined
+    },
+    /** The open batch, unless empty; a new one opens. */
+    rest: (): Array<A> | undefined => (current.length > 0 ? close() : undefined)
+  }
+}
+
 /** Splits changed reads into batches of at most `sessions` sessions and about `bytes` bytes of raw values. */
 export const toBatches = <A extends Changed>(
   items: ReadonlyArray<A>,
@@ -91,18 +117,13 @@ export const toBatches = <A extends Changed>(
   bytes: number
 ): ReadonlyArray<ReadonlyArray<A>> => {
   const batches: Array<Array<A>> = []
-  let current: Array<A> = []
-  let size = 0
+  const b = batcher<A>(sessions, bytes)
   for (const item of items) {
-    current.push(item)
-    size += sizeOf(item)
-    if (current.length >= sessions || size >= bytes) {
-      batches.push(current)
-      current = []
-      size = 0
-    }
+    const full = b.add(item, sizeOf(item))
+    if (full !== undefined) batches.push(full)
   }
-  if (current.length > 0) batches.push(current)
+  const rest = b.rest()
+  if (rest !== undefined) batches.push(rest)
   return batches
 }
 
