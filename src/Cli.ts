@@ -99,7 +99,7 @@ const migrate = Command.make("migrate", {}, () =>
 const start = Command.make("start", {}, () =>
   Effect.gen(function*() {
     const config = yield* syncConfig
-    yield* Effect.sync(() => boundHeapGrowth(true))
+    yield* Effect.sync(() => boundHeapGrowth(config.heapGrowthPercent, true))
     const live = yield* liveConfig
     const prefix = yield* keyPrefix
     const fullSyncOptions = { ...defaultFullSyncOptions(retrySchedule(config.retryMaxDelay, 10)), ...config }

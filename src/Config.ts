@@ -5,7 +5,6 @@
  */
 import { Config, ConfigError, Duration, Either, Option, Redacted } from "effect"
 import type { RedisConnectionOptions } from "./redis/RedisConnection.js"
-import { HEAP_GROWTH_PERCENT } from "./Heap.js"
 
 const urlWithScheme = (name: string, schemes: ReadonlyArray<string>) =>
   Config.redacted(name).pipe(
@@ -75,11 +74,26 @@ export const keyPrefix = Config.string("SYNC_KEY_PREFIX").pipe(
   Config.withDefault("chat:session:")
 )
 
-const positive = (name: string, fallback: number, max = 1_000_000, min = 1) =>
-  Config.integer(name).pipe(
-    Config.validate({ message: `expected a whole number from ${min} to ${max}`, validation: (n) => n >= min && n <= max }),
-    Config.withDefault(fallback)
+/** A whole number in range; a blank value counts as unset (so a fallback applies), as `NAME=` in `.env` means. */
+const whole = (name: string, max: number, min: number) =>
+  Config.string(name).pipe(
+    Config.mapOrFail((text) => {
+      if (text.trim() === "") return Either.left(ConfigError.MissingData([], `${name} is blank`))
+      const n = Number(text)
+      return Number.isInteger(n) && n >= min && n <= max
+        ? Either.right(n)
+        : Either.left(ConfigError.InvalidData([], `expected a whole number from ${min} to ${max}`))
+    })
   )
+
+const positive = (name: string, fallback: number, max = 1_000_000, min = 1) =>
+  whole(name, max, min).pipe(Config.withDefault(fallback))
+
+/** `SYNC_HEAP_GROWTH_PERCENT` (see `Heap.ts`): 0 leaves the growth to V8; unset, the daemon's bound is the fallback. */
+export const HEAP_GROWTH_PERCENT = { variable: "SYNC_HEAP_GROWTH_PERCENT", fallback: 50, min: 0, max: 1000 } as const
+
+/** The heap growth as set, with no fallback: `Heap` applies it before any command reads its configuration. */
+export const heapGrowthSetting = whole(HEAP_GROWTH_PERCENT.variable, HEAP_GROWTH_PERCENT.max, HEAP_GROWTH_PERCENT.min)
 
 /**
  * A duration such as `500 millis` or `2 minutes` (Effect's format), longer than zero, or at least zero with
@@ -104,14 +118,9 @@ export const syncConfig = Config.all({
   reconcileInterval: duration("SYNC_RECONCILE_INTERVAL", "5 minutes"),
   // At least 2: migrating holds one connection for its lock while the migrator works on another.
   pgMaxConnections: positive("PG_POOL_MAX", 10, 1000, 2),
-  // Applied at start-up by `Heap.boundHeapGrowth`, before the configuration is read; named here so that a bad value
-  // stops the program with the variable's name, as any other does.
-  heapGrowthPercent: positive(
-    HEAP_GROWTH_PERCENT.variable,
-    HEAP_GROWTH_PERCENT.fallback,
-    HEAP_GROWTH_PERCENT.max,
-    HEAP_GROWTH_PERCENT.min
-  )
+  // Applied by `Heap.boundHeapGrowth` (a one-shot command's at start-up, before this is read; the daemon's when it
+  // starts, from this value); read here too, so that a bad value stops the program with the variable's name.
+  heapGrowthPercent: heapGrowthSetting.pipe(Config.withDefault(HEAP_GROWTH_PERCENT.fallback))
 })
 
 /** The live daemon (DESIGN §4). */

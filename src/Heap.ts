@@ -15,39 +15,45 @@
  * about as much as the machine's noise (median 66 against 71.5 s over the day's runs; pairs 62/71, 66/66, 71/71,
  * 65/71 s).
  */
+import { Config, ConfigProvider, Effect, Option } from "effect"
 import { setFlagsFromString } from "node:v8"
+import { HEAP_GROWTH_PERCENT, heapGrowthSetting } from "./Config.js"
 
 /**
- * Growth allowed after a full collection, in percent of the heap then live; 0 leaves the choice to V8. The fallback is
- * the daemon's; one-shot commands leave the choice to V8 unless the variable is set.
+ * `SYNC_HEAP_GROWTH_PERCENT` as the configuration reads it; undefined when unset, or when invalid: the command's
+ * configuration then stops it, naming the variable.
  */
-export const HEAP_GROWTH_PERCENT = { variable: "SYNC_HEAP_GROWTH_PERCENT", fallback: 50, min: 0, max: 1000 } as const
+export const heapGrowthPercent = (provider: ConfigProvider.ConfigProvider = ConfigProvider.fromEnv()): number | undefined =>
+  Effect.runSync(
+    Config.option(heapGrowthSetting).pipe(
+      Effect.map(Option.getOrUndefined),
+      Effect.orElseSucceed(() => undefined),
+      Effect.withConfigProvider(provider)
+    )
+  )
 
 /**
- * The V8 flag for `setting` (the variable's value) in the daemon (`daemon`) or a one-shot command, or undefined: when
- * the command line sets the growth, when the setting is 0, when it is unset in a one-shot command, or when it is not
- * a whole number in range (the configuration then refuses it, naming the variable).
+ * The V8 flag for a growth of `percent` (as set; undefined when unset) in the daemon (`daemon`) or a one-shot command,
+ * or undefined: when the command line sets the growth, when the growth is 0, or when it is unset in a one-shot
+ * command (the daemon's fallback is `HEAP_GROWTH_PERCENT.fallback`).
  */
 export const heapGrowthFlag = (
   execArgv: ReadonlyArray<string>,
-  setting: string | undefined,
+  percent: number | undefined,
   daemon: boolean
 ): string | undefined => {
   if (execArgv.some((arg) => arg.startsWith("--heap-growing-percent"))) return undefined
-  const { fallback, max, min } = HEAP_GROWTH_PERCENT
-  const unset = setting === undefined || setting.trim() === ""
-  if (unset && !daemon) return undefined
-  const percent = unset ? fallback : Number(setting)
-  if (!Number.isInteger(percent) || percent < min || percent > max || percent === 0) return undefined
-  return `--heap-growing-percent=${percent}`
+  if (percent === undefined && !daemon) return undefined
+  const growth = percent ?? HEAP_GROWTH_PERCENT.fallback
+  return growth === 0 ? undefined : `--heap-growing-percent=${growth}`
 }
 
 /**
- * Sets the flag for this process (see the module doc): at start-up for any command, and again with `daemon` when
- * the daemon starts.
+ * Sets the flag for this process (see the module doc): at start-up for any command, with the variable as set, and
+ * again when the daemon starts, with its configured value.
  */
-export const boundHeapGrowth = (daemon: boolean): void => {
-  const flag = heapGrowthFlag(process.execArgv, process.env[HEAP_GROWTH_PERCENT.variable], daemon)
+export const boundHeapGrowth = (percent: number | undefined, daemon: boolean): void => {
+  const flag = heapGrowthFlag(process.execArgv, percent, daemon)
   if (flag !== undefined) setFlagsFromString(flag)
 }
 

@@ -34,6 +34,14 @@ describe("configuration", () => {
       // Migrating holds one connection for its lock and needs another.
       assert.strictEqual(yield* failureOf(syncConfig, { PG_POOL_MAX: "1" }), "configuration: PG_POOL_MAX: expected a whole number from 2 to 1000")
       assert.strictEqual(yield* failureOf(syncConfig, { SYNC_HEAP_GROWTH_PERCENT: "-5" }), "configuration: SYNC_HEAP_GROWTH_PERCENT: expected a whole number from 0 to 1000")
+      assert.strictEqual(yield* failureOf(syncConfig, { SYNC_BATCH_SIZE: "lots" }), "configuration: SYNC_BATCH_SIZE: expected a whole number from 1 to 10000")
+    }))
+
+  it.effect("a blank whole number is unset (`NAME=` in .env): its default applies, not 0", () =>
+    Effect.gen(function*() {
+      const sync = yield* syncConfig.pipe(withEnv({ SYNC_BATCH_SIZE: "", SYNC_HEAP_GROWTH_PERCENT: " " }))
+      assert.strictEqual(sync.batchSessions, 500)
+      assert.strictEqual(sync.heapGrowthPercent, 50)
     }))
 
   it.effect("secrets never appear in errors or in what is logged", () =>
