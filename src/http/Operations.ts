@@ -148,17 +148,35 @@ export const make = (options: OperationsOptions) =>
 
     const head = withServices(Queries.ledgerHead).pipe(Effect.timeout("2 seconds"), Effect.option)
 
-    // -- manual sync: one at a time; a call made while one runs joins it.
-    type Run = Deferred.Deferred<{ readonly progress: SyncProgress; readonly finishedAt: number }, PgError | RedisError>
-    const current = yield* Ref.make<Option.Option<Run>>(Option.none())
+    // -- manual sync: one at a time; a call made while one runs joins it. A pause stops it (`setPaused`): no new
+    // batch starts, the ones in flight finish, and its callers get a 409 saying how far it came.
+    interface Finished {
+      readonly progress: SyncProgress
+      readonly finishedAt: number
+    }
+    /** A manual sync stopped by a pause, with what it had written by then. */
+    interface StoppedByPause {
+      readonly _tag: "StoppedByPause"
+      readonly progress: SyncProgress
+    }
+    type Run = Deferred.Deferred<Finished, PgError | RedisError | StoppedByPause>
+    const current = yield* Ref.make<Option.Option<{ readonly run: Run; readonly stop: Deferred.Deferred<void> }>>(
+      Option.none()
+    )
     const startOrJoin = Effect.uninterruptible(Effect.gen(function*() {
       const running = yield* Ref.get(current)
-      if (Option.isSome(running)) return [running.value, true] as const
-      const run: Run = yield* Deferred.make<{ readonly progress: SyncProgress; readonly finishedAt: number }, PgError | RedisError>()
-      yield* Ref.set(current, Option.some(run))
+      if (Option.isSome(running)) return [running.value.run, true] as const
+      const run: Run = yield* Deferred.make<Finished, PgError | RedisError | StoppedByPause>()
+      const stop = yield* Deferred.make<void>()
+      yield* Ref.set(current, Option.some({ run, stop }))
       const progress = yield* Ref.make(zeroProgress(Date.now()))
-      yield* withServices(fullSync("api", options.fullSync, progress)).pipe(
-        Effect.map((p) => ({ progress: p, finishedAt: Date.now() })),
+      yield* withServices(fullSync("api", options.fullSync, progress, stop)).pipe(
+        Effect.flatMap((p) =>
+          Effect.if(Deferred.isDone(stop), {
+            onTrue: () => Effect.fail<StoppedByPause>({ _tag: "StoppedByPause", progress: p }),
+            onFalse: () => Effect.succeed<Finished>({ progress: p, finishedAt: Date.now() })
+          })
+        ),
         Effect.onExit((exit) => Ref.set(current, Option.none()).pipe(Effect.zipRight(Deferred.done(run, exit)))),
         // Forked from the uninterruptible start: made interruptible again, so shutdown can stop it.
         Effect.interruptible,
@@ -170,7 +188,17 @@ export const make = (options: OperationsOptions) =>
     const manualSync = Effect.gen(function*() {
       if (yield* Ref.get(paused)) return yield* new Conflict({ message: `${PAUSED}; a manual sync is refused meanwhile` })
       const [run, joined] = yield* startOrJoin
-      const { progress: r, finishedAt } = yield* Deferred.await(run).pipe(Effect.mapError(toHttpError))
+      const { progress: r, finishedAt } = yield* Deferred.await(run).pipe(
+        Effect.mapError((e) =>
+          e._tag === "StoppedByPause"
+            ? new Conflict({
+              message: `the manual sync was stopped by a pause after ${e.progress.scanned} sessions scanned ` +
+                `(${e.progress.changed} changed, ${e.progress.messagesInserted} messages inserted); ` +
+                `${PAUSED}; run it again after that`
+            })
+            : toHttpError(e)
+        )
+      )
       const seconds = (finishedAt - r.startedAt) / 1000
       return {
         message: `Manual sync completed${joined ? " (joined the one already running)" : ""}: ${r.scanned} sessions scanned, ` +
@@ -423,6 +451,12 @@ export const make = (options: OperationsOptions) =>
       Effect.gen(function*() {
         const was = yield* Ref.getAndSet(paused, value)
         yield* value ? daemon.pipeline.pause : daemon.pipeline.resume
+        // A manual sync under way stops too: it starts no new batch (`manual_sync_running` is true until the ones
+        // in flight are written).
+        if (value) {
+          const manual = yield* Ref.get(current)
+          if (Option.isSome(manual)) yield* Deferred.succeed(manual.value.stop, undefined)
+        }
         const s = yield* status
         const message = value
           ? was

@@ -6,7 +6,7 @@
  * and a batch is decoded just before its transaction, so decoded sessions exist only for the batches in
  * flight.
  */
-import { Effect, Ref, Stream } from "effect"
+import { Deferred, Effect, Ref, Stream } from "effect"
 import type { Source } from "../core/Events.js"
 import type { PgError } from "../pg/PgError.js"
 import { SessionStore } from "../pg/SessionStore.js"
@@ -159,11 +159,15 @@ const screen = (page: ReadonlyArray<RawSession>, progress: Ref.Ref<SyncProgress>
 /**
  * Runs one full sync and returns its totals. `progress` is updated as batches commit, so a caller may show it.
  * Fails only when Redis or PostgreSQL stay unreachable beyond the retry schedule, or on an unexpected error.
+ *
+ * Once `stop` is done, no new batch starts: the batches in flight finish (and are counted), the sweep of departed
+ * sessions is skipped, and the totals so far are returned; the caller tells a stopped sync by `stop`.
  */
 export const fullSync = (
   source: Source,
   options: FullSyncOptions,
-  progress: Ref.Ref<SyncProgress>
+  progress: Ref.Ref<SyncProgress>,
+  stop?: Deferred.Deferred<void>
 ): Effect.Effect<SyncProgress, PgError | RedisError, SessionSource | SessionStore> =>
   Effect.gen(function*() {
     const redis = yield* SessionSource
@@ -172,6 +176,7 @@ export const fullSync = (
       Stream.mapEffect((ids) => redis.read(ids)),
       Stream.mapEffect((page) => screen(page, progress, firstSync)),
       Stream.mapConcat((changed) => toBatches(changed, options.batchSessions, options.batchBytes)),
+      (batches) => (stop === undefined ? batches : Stream.haltWhen(batches, Deferred.await(stop))),
       Stream.mapEffect(
         (batch) =>
           Effect.suspend(() => {
@@ -198,7 +203,7 @@ export const fullSync = (
         }))
       )
     )
-    yield* sweepDeparted(source, options, progress)
+    if (stop === undefined || !(yield* Deferred.isDone(stop))) yield* sweepDeparted(source, options, progress)
     return yield* Ref.get(progress)
   }).pipe(Effect.withSpan("FullSync.run"))
 
