@@ -4,7 +4,7 @@
  * reconcile scans (at start, after every resubscription, every interval, on overflow) repair whatever pub/sub
  * lost; a pre-expiry sweep writes sessions whose TTL is nearly out before Redis forgets them.
  */
-import { type Chunk, Context, Duration, Effect, Layer, Ref, Schedule, Stream } from "effect"
+import { type Chunk, Context, Deferred, Duration, Effect, Layer, Ref, Schedule, Stream, SubscriptionRef } from "effect"
 import type { GoneKind, Source } from "../core/Events.js"
 import type { Observation } from "../core/Decide.js"
 import { SessionStore } from "../pg/SessionStore.js"
@@ -166,12 +166,21 @@ export const make = (options: DaemonOptions) =>
     )
     yield* Effect.forkScoped(Effect.repeat(sweep, Schedule.spaced(Duration.max(Duration.millis(Duration.toMillis(window) / 2), Duration.seconds(1)))))
 
+    // Paused or not, as the start-up sync sees it (the pipeline keeps its own state): `pause` and `resume` below.
+    const paused = yield* SubscriptionRef.make(false)
+    const until = (value: boolean) => paused.changes.pipe(Stream.filter((p) => p === value), Stream.take(1), Stream.runDrain)
+
     // The start-up sync: everything that changed while the daemon was away.
     // Connection errors are retried every 5 s, saying so; any other error is not (DESIGN §4): it is logged, the
     // daemon stays not ready (`startup_sync_done` false), and the reconcile scans try again on their interval.
-    yield* Effect.forkScoped(Effect.gen(function*() {
+    // A pause stops it as it stops a manual sync (no new batch; those in flight are written), and it runs again
+    // once resumed: what it wrote already is found unchanged.
+    const startupSync = Effect.gen(function*() {
+      yield* until(false)
+      const stop = yield* Deferred.make<void>()
+      yield* Effect.forkScoped(Effect.zipRight(until(true), Deferred.succeed(stop, undefined)))
       const progress = yield* Ref.make(zeroProgress(Date.now()))
-      const result = yield* fullSync("startup", options.fullSync, progress).pipe(
+      const result = yield* fullSync("startup", options.fullSync, progress, stop).pipe(
         Effect.provideService(SessionSource, redis),
         Effect.provideService(SessionStore, store),
         Effect.tapError((e) =>
@@ -181,12 +190,24 @@ export const make = (options: DaemonOptions) =>
         ),
         Effect.retry({ schedule: Schedule.spaced("5 seconds"), while: (e) => e.reason === "connection" })
       )
+      if (yield* Deferred.isDone(stop)) {
+        yield* Effect.logInfo(
+          `Initial sync stopped by a pause, to run again once resumed: ${describeProgress(result, Date.now())}`
+        )
+        return false
+      }
       yield* Ref.set(startupSyncDone, true)
       yield* Effect.logInfo(`Initial sync completed: ${describeProgress(result, Date.now())}`)
-    }).pipe(Effect.ignore))
+      return true
+    }).pipe(Effect.scoped)
+    yield* Effect.forkScoped(Effect.repeat(startupSync, { until: (done) => done }).pipe(Effect.ignore))
 
     return Daemon.of({
-      pipeline,
+      pipeline: {
+        ...pipeline,
+        pause: Effect.zipRight(pipeline.pause, SubscriptionRef.set(paused, true)),
+        resume: Effect.zipRight(pipeline.resume, SubscriptionRef.set(paused, false))
+      },
       status: Effect.gen(function*() {
         return {
           captureMode: feed.mode,

@@ -143,6 +143,36 @@ describe("the live daemon on real Redis and PostgreSQL", () => {
         assert.strictEqual(counts.length, 250)
       })))
 
+    it.effect("a pause stops the start-up sync (no new batch), which runs again once resumed and then completes", () =>
+      Effect.scoped(Effect.gen(function*() {
+        const { prefix } = yield* TestEnvTag
+        const sql = yield* SqlClient.SqlClient
+        const n = 3000
+        yield* RedisClient.use("SET", async (c) => {
+          const p = c.pipeline()
+          for (let i = 0; i < n; i++) {
+            p.set(`${prefix}paused-start-${i}`, JSON.stringify({ topic: "t", messages: [msg(`m${i}`, 1, "2025-06-01T10:00:00Z")] }))
+          }
+          await p.exec()
+        })
+        const written = Effect.map(
+          sql<{ n: number }>`
+            SELECT count(DISTINCT session_id)::int AS n FROM sync_log
+            WHERE session_id LIKE 'paused-start-%' AND source = 'startup'`,
+          (rows) => rows[0]!.n
+        )
+        const daemon = yield* Daemon.make(yield* daemonOptions({ name: "paused-start", keyspaceNotifications: false }))
+        yield* eventually(written, (k) => k > 0)
+        yield* daemon.pipeline.pause
+        // The batches in flight are written; then nothing more while paused, and the daemon is not ready.
+        yield* eventually(Effect.zip(written, Effect.zipRight(Effect.sleep("300 millis"), written)), ([a, b]) => a === b)
+        assert.isBelow(yield* written, n)
+        assert.isFalse((yield* daemon.status).startupSyncDone)
+        yield* daemon.pipeline.resume
+        yield* eventually(daemon.status, (s) => s.startupSyncDone)
+        assert.strictEqual(yield* written, n)
+      })))
+
     it.effect("with notifications and channel both refused (capture mode reconcile), its own reconcile scans sync and find departures", () =>
       Effect.scoped(Effect.gen(function*() {
         const { prefix, redisUrl } = yield* TestEnvTag
