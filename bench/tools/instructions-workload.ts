@@ -1,0 +1,123 @@
+/**
+ * The workload `instructions.mjs` counts: the JavaScript side of the writer for sessions in the app's format, with no
+ * I/O (no Redis, no PostgreSQL, no Effect runtime). Bundled by instructions.mjs against a checkout's src/ (`@src`).
+ *
+ * - `first`: a first sync's session: hash the bytes, decode ahead, decide against nothing, stamp seqs, the ledger's
+ *   JSON (as `SessionStore.append` builds it, by batches of 170 sessions, about 1 MB), project.
+ * - `append`: a live write: a session the writer knows (memo vouched, keys known) gains one message, written back
+ *   the app's way (the whole document); hash, decode (the append shortcut), decide, ledger JSON, project.
+ *
+ * Every run prepares the data for `--prepare` sessions and works through the first `--sessions` of them, so that two
+ * runs differ only by the work on the extra sessions (see instructions.mjs).
+ */
+import { decide, initialState, type Observation, type SessionState } from "@src/core/Decide.js"
+import type { CommittedEvent, SyncEvent } from "@src/core/Events.js"
+import { KeyMemo } from "@src/core/MessageKey.js"
+import { project } from "@src/core/Project.js"
+import { decodeAhead, observe } from "@src/sync/Observe.js"
+// @ts-expect-error: plain JavaScript, no types
+import { makeSession, pyJson } from "@shared/lib.mjs"
+
+const arg = (name: string, fallback: number) => {
+  const i = process.argv.indexOf(`--${name}`)
+  return i >= 0 ? Number(process.argv[i + 1]) : fallback
+}
+const mode = process.argv.includes("--append") ? "append" : "first"
+const sessions = arg("sessions", 500)
+const prepare = arg("prepare", sessions)
+const messages = arg("messages", 20)
+const rounds = arg("rounds", 3)
+const SEED = 42
+const BATCH = 170
+
+let seq = 1
+const recordedAt = "2026-01-01T00:00:00.000000Z"
+const commit = (events: ReadonlyArray<SyncEvent>): Array<CommittedEvent> =>
+  events.map((e) => ({ ...e, seq: seq++, recordedAt }) as CommittedEvent)
+const ledgerJson = (events: ReadonlyArray<SyncEvent>) =>
+  JSON.stringify(events.map((e) => ({
+    session_id: e.sessionId,
+    event_type: e.type,
+    payload: e.payload,
+    snapshot_hash: e.snapshotHash,
+    source: "startup"
+  })))
+
+const read = (sessionId: string, doc: unknown) => ({
+  sessionId,
+  value: Buffer.from(pyJson(doc)),
+  redisType: "string" as const
+})
+
+let sink = 0
+if (mode === "first") {
+  const reads = Array.from({ length: prepare }, (_, i) => {
+    const doc = makeSession(SEED, i, messages)
+    return read(doc.session_id, doc)
+  })
+  for (let at = 0; at < sessions; at += BATCH) {
+    const observations = reads.slice(at, Math.min(at + BATCH, sessions)).map((raw) => {
+      const o = observe(raw)!
+      decodeAhead(o)
+      return o
+    })
+    const events = observations.flatMap((o) => decide(o, initialState))
+    sink += ledgerJson(events).length
+    const changes = project(commit(events))
+    sink += JSON.stringify(changes.sessionUpserts).length + changes.users.length
+  }
+} else {
+  // Every prepared session is known to the writer (memo vouched, state as the projection holds it); only the first
+  // `sessions` gain messages.
+  const docs = Array.from({ length: prepare }, (_, i) => makeSession(SEED, i, messages))
+  const states = docs.map((doc) => {
+    const memo = new KeyMemo()
+    const o = observe(read(doc.session_id, doc))! as Extract<Observation, { _tag: "Snapshot" }>
+    const events = decide(o, { session: null, rejectedHash: null })
+    // The memo takes the snapshot when decoded with it (as under the writer's lock).
+    o.decode(new Set(), memo)
+    const upsert = events.find((e) => e.type === "session_upserted")!
+    return {
+      memo,
+      hash: o.hash,
+      metaHash: (upsert.payload as { meta_hash: string }).meta_hash,
+      count: doc.messages.length
+    }
+  })
+  // The values written in each round, prepared ahead: the app's document with one more message.
+  const writes = Array.from({ length: rounds }, (_, r) =>
+    docs.slice(0, sessions).map((doc) => {
+      doc.messages.push({ content: `round ${r} of ${doc.session_id}: a new message`, sender_id: 1, timestamp: doc.updated_at })
+      return read(doc.session_id, doc)
+    }))
+  for (const round of writes) {
+    for (let at = 0; at < sessions; at += BATCH) {
+      const batch = round.slice(at, Math.min(at + BATCH, sessions))
+      const events = batch.flatMap((raw, j) => {
+        const s = states[at + j]!
+        const state: SessionState = {
+          session: {
+            snapshotHash: s.hash,
+            metaHash: s.metaHash,
+            updatedAtMicros: null,
+            messageCount: s.count,
+            gone: null,
+            // As `SessionStore.loadStates` gives them: the memo's vouched keys, as a set.
+            messageKeys: new Set(s.memo.keys),
+            keyMemo: s.memo
+          },
+          rejectedHash: null
+        }
+        const o = observe(raw)!
+        const decided = decide(o, state)
+        if (o._tag === "Snapshot") s.hash = o.hash
+        s.count += decided.reduce((n, e) => n + (e.type === "messages_appended" ? e.payload.messages.length : 0), 0)
+        return decided
+      })
+      sink += ledgerJson(events).length
+      const changes = project(commit(events))
+      sink += JSON.stringify(changes.sessionUpserts).length + changes.users.length
+    }
+  }
+}
+console.log(`sink ${sink}`)
