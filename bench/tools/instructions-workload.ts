@@ -1,6 +1,7 @@
 /**
  * The workload `instructions.mjs` counts: the JavaScript side of the writer for sessions in the app's format, with no
- * I/O (no Redis, no PostgreSQL, no Effect runtime). Bundled by instructions.mjs against a checkout's src/ (`@src`).
+ * I/O (no Redis, no PostgreSQL, no Effect runtime). Bundled by instructions.mjs against a checkout's src/ (its imports of
+ * ../../src are resolved there).
  *
  * - `first`: a first sync's session: hash the bytes, decode ahead, decide against nothing, stamp seqs, the ledger's
  *   JSON (as `SessionStore.append` builds it, by batches of 170 sessions, about 1 MB), project.
@@ -10,13 +11,13 @@
  * Every run prepares the data for `--prepare` sessions and works through the first `--sessions` of them, so that two
  * runs differ only by the work on the extra sessions (see instructions.mjs).
  */
-import { decide, initialState, type Observation, type SessionState } from "@src/core/Decide.js"
-import type { CommittedEvent, SyncEvent } from "@src/core/Events.js"
-import { KeyMemo } from "@src/core/MessageKey.js"
-import { project } from "@src/core/Project.js"
-import { decodeAhead, observe } from "@src/sync/Observe.js"
+import { decide, initialState, type Observation, type SessionState } from "../../src/core/Decide.js"
+import type { CommittedEvent, SyncEvent } from "../../src/core/Events.js"
+import { KeyMemo } from "../../src/core/MessageKey.js"
+import { project } from "../../src/core/Project.js"
+import { decodeAhead, observe } from "../../src/sync/Observe.js"
 // @ts-expect-error: plain JavaScript, no types
-import { makeSession, pyJson } from "@shared/lib.mjs"
+import { makeSession, pyJson } from "../../../shared/bench/lib.mjs"
 
 const arg = (name: string, fallback: number) => {
   const i = process.argv.indexOf(`--${name}`)

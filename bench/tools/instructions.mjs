@@ -72,7 +72,14 @@ for (const root of roots) {
     format: "esm",
     target: "node20",
     outfile: bundle,
-    alias: { "@src": path.join(root, "src"), "@shared": path.resolve(self, "../shared/bench") },
+    // The workload's imports of this checkout's src/ are resolved in the one measured.
+    plugins: [{
+      name: "root",
+      setup: (b) =>
+        b.onResolve({ filter: /^\.\.\/\.\.\/src\// }, (a) => ({
+          path: path.join(root, a.path.slice("../../".length)).replace(/\.js$/, ".ts")
+        }))
+    }],
     banner: { js: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);" },
     logLevel: "error"
   })
