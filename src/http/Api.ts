@@ -189,6 +189,7 @@ export const SyncStatus = Schema.Struct({
   }),
   ledger_seq: Schema.NullOr(Schema.Number).annotations({ description: "Last seq in sync_log; null when PostgreSQL is unreachable" }),
   startup_sync_done: Schema.Boolean,
+  startup_sync_running: Schema.Boolean,
   reconcile_running: Schema.Boolean,
   last_reconcile_at: Timestamp,
   manual_sync_running: Schema.Boolean,

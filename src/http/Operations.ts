@@ -163,19 +163,26 @@ export const make = (options: OperationsOptions) =>
     const current = yield* Ref.make<Option.Option<{ readonly run: Run; readonly stop: Deferred.Deferred<void> }>>(
       Option.none()
     )
-    const startOrJoin = Effect.uninterruptible(Effect.gen(function*() {
+    const startOrJoin: Effect.Effect<readonly [Run, boolean]> = Effect.uninterruptible(Effect.gen(function*() {
       const running = yield* Ref.get(current)
-      if (Option.isSome(running)) return [running.value.run, true] as const
+      if (Option.isSome(running)) {
+        // A run a pause stopped is only finishing its batches in flight (after a quick resume, say): joined, it
+        // would answer "stopped by a pause". Wait for it to end, then start afresh.
+        if (!(yield* Deferred.isDone(running.value.stop))) return [running.value.run, true] as const
+        yield* Effect.interruptible(Deferred.await(running.value.run)).pipe(Effect.exit)
+        return yield* startOrJoin
+      }
       const run: Run = yield* Deferred.make<Finished, PgError | RedisError | StoppedByPause>()
       const stop = yield* Deferred.make<void>()
       yield* Ref.set(current, Option.some({ run, stop }))
+      // A pause that came since the caller looked: either it saw this run (and stops it) or it is seen here.
+      if (yield* Ref.get(paused)) yield* Deferred.succeed(stop, undefined)
       const progress = yield* Ref.make(zeroProgress(Date.now()))
       yield* withServices(fullSync("api", options.fullSync, progress, stop)).pipe(
         Effect.flatMap((p) =>
-          Effect.if(Deferred.isDone(stop), {
-            onTrue: () => Effect.fail<StoppedByPause>({ _tag: "StoppedByPause", progress: p }),
-            onFalse: () => Effect.succeed<Finished>({ progress: p, finishedAt: Date.now() })
-          })
+          p.stopped
+            ? Effect.fail<StoppedByPause>({ _tag: "StoppedByPause", progress: p })
+            : Effect.succeed<Finished>({ progress: p, finishedAt: Date.now() })
         ),
         Effect.onExit((exit) => Ref.set(current, Option.none()).pipe(Effect.zipRight(Deferred.done(run, exit)))),
         // Forked from the uninterruptible start: made interruptible again, so shutdown can stop it.
@@ -335,6 +342,7 @@ export const make = (options: OperationsOptions) =>
         lag_seconds: lagOf(s, now),
         ledger_seq: pgOk ? Option.match(Option.flatten(ledger), { onNone: () => 0, onSome: (h) => h.seq }) : null,
         startup_sync_done: s.startupSyncDone,
+        startup_sync_running: s.startupSyncRunning,
         reconcile_running: p.reconcileRunning,
         last_reconcile_at: iso(p.lastReconcileAt),
         manual_sync_running: Option.isSome(yield* Ref.get(current)),

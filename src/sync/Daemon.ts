@@ -40,6 +40,8 @@ export interface DaemonStatus {
   readonly eventsReceived: Readonly<Record<"keyspace" | "channel", number>>
   /** Whether the start-up full sync has completed. */
   readonly startupSyncDone: boolean
+  /** Whether a start-up full sync is under way (a paused one: until its batches in flight are written). */
+  readonly startupSyncRunning: boolean
 }
 
 export class Daemon extends Context.Tag("redis-pg-sync/sync/Daemon")<Daemon, {
@@ -68,6 +70,7 @@ export const make = (options: DaemonOptions) =>
     let lastEventAt: number | null = null
     const received = { keyspace: 0, channel: 0 }
     const startupSyncDone = yield* Ref.make(false)
+    const startupSyncRunning = yield* Ref.make(false)
 
     const write = (observations: ReadonlyArray<Observation>, sources: ReadonlyMap<string, Source>) =>
       Effect.gen(function*() {
@@ -166,8 +169,10 @@ export const make = (options: DaemonOptions) =>
     )
     yield* Effect.forkScoped(Effect.repeat(sweep, Schedule.spaced(Duration.max(Duration.millis(Duration.toMillis(window) / 2), Duration.seconds(1)))))
 
-    // Paused or not, as the start-up sync sees it (the pipeline keeps its own state): `pause` and `resume` below.
+    // Paused or not, as the start-up sync sees it (the pipeline keeps its own state): `pause` and `resume` below,
+    // one at a time, so that the two states cannot end apart.
     const paused = yield* SubscriptionRef.make(false)
+    const pausing = yield* Effect.makeSemaphore(1)
     const until = (value: boolean) => paused.changes.pipe(Stream.filter((p) => p === value), Stream.take(1), Stream.runDrain)
 
     // The start-up sync: everything that changed while the daemon was away.
@@ -180,6 +185,7 @@ export const make = (options: DaemonOptions) =>
       const stop = yield* Deferred.make<void>()
       yield* Effect.forkScoped(Effect.zipRight(until(true), Deferred.succeed(stop, undefined)))
       const progress = yield* Ref.make(zeroProgress(Date.now()))
+      yield* Ref.set(startupSyncRunning, true)
       const result = yield* fullSync("startup", options.fullSync, progress, stop).pipe(
         Effect.provideService(SessionSource, redis),
         Effect.provideService(SessionStore, store),
@@ -188,9 +194,10 @@ export const make = (options: DaemonOptions) =>
             ? Effect.logWarning(`Start-up sync failed on a connection error, retrying in 5 s: ${e.message}`)
             : Effect.logError(`Start-up sync failed, not retried (the reconcile scans will try again): ${e.message}`)
         ),
-        Effect.retry({ schedule: Schedule.spaced("5 seconds"), while: (e) => e.reason === "connection" })
+        Effect.retry({ schedule: Schedule.spaced("5 seconds"), while: (e) => e.reason === "connection" }),
+        Effect.ensuring(Ref.set(startupSyncRunning, false))
       )
-      if (yield* Deferred.isDone(stop)) {
+      if (result.stopped) {
         yield* Effect.logInfo(
           `Initial sync stopped by a pause, to run again once resumed: ${describeProgress(result, Date.now())}`
         )
@@ -205,8 +212,8 @@ export const make = (options: DaemonOptions) =>
     return Daemon.of({
       pipeline: {
         ...pipeline,
-        pause: Effect.zipRight(pipeline.pause, SubscriptionRef.set(paused, true)),
-        resume: Effect.zipRight(pipeline.resume, SubscriptionRef.set(paused, false))
+        pause: pausing.withPermits(1)(Effect.zipRight(pipeline.pause, SubscriptionRef.set(paused, true))),
+        resume: pausing.withPermits(1)(Effect.zipRight(pipeline.resume, SubscriptionRef.set(paused, false)))
       },
       status: Effect.gen(function*() {
         return {
@@ -216,7 +223,8 @@ export const make = (options: DaemonOptions) =>
           pipeline: yield* pipeline.status,
           lastEventAt,
           eventsReceived: { ...received },
-          startupSyncDone: yield* Ref.get(startupSyncDone)
+          startupSyncDone: yield* Ref.get(startupSyncDone),
+          startupSyncRunning: yield* Ref.get(startupSyncRunning)
         }
       })
     })

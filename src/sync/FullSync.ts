@@ -48,6 +48,8 @@ export interface SyncProgress {
   readonly messagesInserted: number
   readonly lastSeq: number
   readonly startedAt: number
+  /** Whether a stop cut the sync short (see `fullSync`). */
+  readonly stopped: boolean
 }
 
 export const zeroProgress = (startedAt: number): SyncProgress => ({
@@ -60,7 +62,8 @@ export const zeroProgress = (startedAt: number): SyncProgress => ({
   events: 0,
   messagesInserted: 0,
   lastSeq: 0,
-  startedAt
+  startedAt,
+  stopped: false
 })
 
 const fmt = (n: number) => Math.round(n).toLocaleString("en-US")
@@ -86,7 +89,9 @@ const sizeOf = (c: Changed) => (c.raw.value?.length ?? 0) + 100
 
 /**
  * Gathers items, as they come, into write batches that close at `maxItems` items or once their sizes add up to
- * `maxBytes`: a full sync's changed reads (`toBatches`), and a live batch's reads (`Daemon`).
+ * `maxBytes`: a full sync's changed reads (`toBatches`: at most `SYNC_BATCH_SIZE` each, weighing their bytes and 100
+ * more), and a live batch's reads (`Daemon`: no count, which the live batch bounds already, and only their bytes, so
+ * that keys found gone weigh nothing).
  */
 export const batcher = <A>(maxItems: number, maxBytes: number) => {
   let current: Array<A> = []
@@ -160,8 +165,9 @@ const screen = (page: ReadonlyArray<RawSession>, progress: Ref.Ref<SyncProgress>
  * Runs one full sync and returns its totals. `progress` is updated as batches commit, so a caller may show it.
  * Fails only when Redis or PostgreSQL stay unreachable beyond the retry schedule, or on an unexpected error.
  *
- * Once `stop` is done, no new batch starts: the batches in flight finish (and are counted), the sweep of departed
- * sessions is skipped, and the totals so far are returned; the caller tells a stopped sync by `stop`.
+ * Once `stop` is done, no new batch starts (a batch is looked at as it would start: the pages already read are not
+ * written), the batches in flight finish and are counted, no further page is read, the sweep of departed sessions
+ * stops or is skipped, and the totals so far are returned with `stopped`.
  */
 export const fullSync = (
   source: Source,
@@ -172,14 +178,20 @@ export const fullSync = (
   Effect.gen(function*() {
     const redis = yield* SessionSource
     const firstSync = yield* (yield* SessionStore).isEmpty
+    // Whether a stop has come; `cut` once the stop left something out (a page, a batch, the sweep).
+    let cut = false
+    const halted = stop === undefined ? Effect.succeed(false) : Deferred.isDone(stop)
+    const unlessHalted = <A>(a: A) => Effect.map(halted, (stopNow) => (stopNow ? ((cut = true), null) : a))
     yield* redis.scan(options.scanCount).pipe(
+      Stream.mapEffect(unlessHalted),
+      Stream.takeWhile((ids): ids is ReadonlyArray<string> => ids !== null),
       Stream.mapEffect((ids) => redis.read(ids)),
       Stream.mapEffect((page) => screen(page, progress, firstSync)),
       Stream.mapConcat((changed) => toBatches(changed, options.batchSessions, options.batchBytes)),
-      (batches) => (stop === undefined ? batches : Stream.haltWhen(batches, Deferred.await(stop))),
       Stream.mapEffect(
         (batch) =>
-          Effect.suspend(() => {
+          Effect.flatMap(unlessHalted(batch), (batch) => {
+            if (batch === null) return Effect.succeed(null)
             // New sessions are decoded here, before the transaction, so the lock and connection are held only
             // for the SQL; changed ones are decoded under the lock, knowing which messages are held already.
             const observations = batch.flatMap((c) => {
@@ -192,7 +204,7 @@ export const fullSync = (
         { concurrency: options.writeConcurrency, unordered: true }
       ),
       Stream.runForEach((r) =>
-        Ref.update(progress, (p) => ({
+        r === null ? Effect.void : Ref.update(progress, (p) => ({
           ...p,
           changed: p.changed + r.changed - r.rejected,
           rejected: p.rejected + r.rejected,
@@ -203,8 +215,8 @@ export const fullSync = (
         }))
       )
     )
-    if (stop === undefined || !(yield* Deferred.isDone(stop))) yield* sweepDeparted(source, options, progress)
-    return yield* Ref.get(progress)
+    if (!cut) yield* sweepDeparted(source, options, progress, Effect.map(halted, (stopNow) => (cut ||= stopNow)))
+    return yield* Ref.updateAndGet(progress, (p) => ({ ...p, stopped: cut }))
   }).pipe(Effect.withSpan("FullSync.run"))
 
 /**
@@ -213,12 +225,17 @@ export const fullSync = (
  * values), and record the missing ones as expired — sessions leave Redis by their TTL. Under the session's lock
  * `decide` records each departure once.
  */
-const sweepDeparted = (source: Source, options: FullSyncOptions, progress: Ref.Ref<SyncProgress>) =>
+const sweepDeparted = (
+  source: Source,
+  options: FullSyncOptions,
+  progress: Ref.Ref<SyncProgress>,
+  halted: Effect.Effect<boolean>
+) =>
   Effect.gen(function*() {
     const redis = yield* SessionSource
     const store = yield* SessionStore
     let after = "0"
-    while (true) {
+    while (!(yield* halted)) {
       const page = yield* store.present(after, options.scanCount)
       if (page.length === 0) return
       after = page[page.length - 1]!.id

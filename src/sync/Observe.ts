@@ -46,10 +46,12 @@ export const observe = (raw: RawSession, hash: string | null = hashOf(raw)): Obs
       known.size === 0 && memo === undefined
         ? (fresh ??= decodeSnapshot(raw.sessionId, text()))
         : decodeSnapshot(raw.sessionId, text(), known, memo, hash),
-    // Only a rejection reads these.
-    // Cut by UTF-16 units, the excerpt may end in half a surrogate pair, which jsonb refuses as much as NUL.
+    // Read by a rejection (and by a spread of the observation, which reads every getter).
+    // Cut by UTF-16 units, the excerpt may end in half a surrogate pair, which jsonb refuses as much as NUL. Only
+    // the first bytes are decoded: UTF-8 spends at most three bytes on a UTF-16 unit, so four bytes a unit give more
+    // units than the excerpt takes, and they decode as the whole value does up to the last (possibly cut) character.
     get excerpt() {
-      return storable(text().slice(0, EXCERPT_LENGTH))
+      return storable(value.subarray(0, 4 * EXCERPT_LENGTH).toString("utf8").slice(0, EXCERPT_LENGTH))
     },
     get length() {
       return text().length

@@ -1,0 +1,77 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Deferred, Effect, Ref, Schedule, Stream } from "effect"
+import { emptyBatch, SessionStore } from "../../src/pg/SessionStore.js"
+import { SessionSource } from "../../src/redis/SessionSource.js"
+import { defaultFullSyncOptions, fullSync, zeroProgress } from "../../src/sync/FullSync.js"
+
+/**
+ * A full sync over in-memory stand-ins: `pages` SCAN pages of `perPage` keys, each key a small session, every batch
+ * one session (so a page is several batches), written by a store that counts the batches it was given and calls
+ * `onApply` with their number.
+ */
+const run = (pages: number, perPage: number, onApply: (n: number, stop: Deferred.Deferred<void>) => Effect.Effect<void>, stopFirst = false) =>
+  Effect.gen(function*() {
+    const stop = yield* Deferred.make<void>()
+    if (stopFirst) yield* Deferred.succeed(stop, undefined)
+    let applied = 0
+    let read = 0
+    let swept = 0
+    const source = SessionSource.of({
+      scan: () =>
+        Stream.fromIterable(Array.from({ length: pages }, (_, p) => Array.from({ length: perPage }, (_, i) => `s${p}-${i}`))),
+      read: (ids) =>
+        Effect.sync(() => {
+          read += ids.length
+          return ids.map((id) => ({ sessionId: id, value: Buffer.from(`{"topic":"${id}"}`), redisType: "string" }))
+        }),
+      exists: (ids) => Effect.succeed(ids.map(() => true))
+    })
+    const store = SessionStore.of({
+      isEmpty: Effect.succeed(true),
+      standingHashes: () => Effect.succeed(new Map()),
+      apply: (observations) =>
+        Effect.gen(function*() {
+          applied++
+          yield* onApply(applied, stop)
+          return { ...emptyBatch, sessions: observations.length, changed: observations.length }
+        }),
+      present: () =>
+        Effect.sync(() => {
+          swept++
+          return []
+        })
+    })
+    const options = { ...defaultFullSyncOptions(Schedule.stop), batchSessions: 1, writeConcurrency: 3 }
+    const progress = yield* Ref.make(zeroProgress(0))
+    const result = yield* fullSync("api", options, progress, stop).pipe(
+      Effect.provideService(SessionSource, source),
+      Effect.provideService(SessionStore, store)
+    )
+    return { result, applied, read, swept }
+  })
+
+describe("FullSync.fullSync with a stop", () => {
+  it.effect("without a stop it writes every batch and sweeps", () =>
+    Effect.gen(function*() {
+      const r = yield* run(3, 5, () => Effect.void)
+      assert.deepStrictEqual([r.applied, r.read, r.swept, r.result.changed, r.result.stopped], [15, 15, 1, 15, false])
+    }))
+
+  it.effect("stopped before it starts, it writes nothing, reads no page and does not sweep", () =>
+    Effect.gen(function*() {
+      const r = yield* run(3, 5, () => Effect.void, true)
+      assert.deepStrictEqual([r.applied, r.read, r.swept, r.result.stopped], [0, 0, 0, true])
+    }))
+
+  it.effect("stopped during its first write, it starts no other batch, not even of the page already read", () =>
+    Effect.gen(function*() {
+      // The stop comes while the first batch is written; the batches started alongside it (at most the
+      // concurrency) finish and are counted, and none starts after.
+      const r = yield* run(3, 5, (n, stop) => (n === 1 ? Effect.zipRight(Deferred.succeed(stop, undefined), Effect.yieldNow()) : Effect.void))
+      assert.isAtMost(r.applied, 3)
+      assert.strictEqual(r.result.changed, r.applied)
+      assert.strictEqual(r.read, 5)
+      assert.strictEqual(r.swept, 0)
+      assert.isTrue(r.result.stopped)
+    }))
+})
