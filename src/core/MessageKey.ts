@@ -17,6 +17,13 @@ import type { AppendPoint } from "./Snapshot.js"
  */
 const digest = (s: string): string => Buffer.from(hash("sha256", s, "binary").slice(0, 16), "binary").toString("hex")
 
+/**
+ * The same key as `digest`, for keys no memo keeps (a session decoded without one: new to the writer, or a full
+ * sync's): a slice of the full hex, which keeps its 64-character parent alive as long as it lives, but costs half as
+ * much to make (1.2 against 2.2 µs a key in a micro-benchmark).
+ */
+const transientDigest = (s: string): string => hash("sha256", s, "hex").slice(0, 32)
+
 /** The values that identify a message, in order (see `Snapshot.ts`): `[sender, timestamp, content]` or `["id", id]`. */
 export type Identity = ReadonlyArray<unknown>
 
@@ -133,7 +140,8 @@ const keyByValue = (
   from: number,
   keys: Array<string>,
   occurrences: Int32Array,
-  prints?: Int32Array
+  prints?: Int32Array,
+  keyOf: (s: string) => string = digest
 ): void => {
   for (let i = from; i < identities.length; i++) {
     const identity = identities[i]!
@@ -141,7 +149,7 @@ const keyByValue = (
     for (let j = 0; j < i; j++) {
       if ((prints === undefined || samePrint(prints, j, prints, i)) && same(identities[j]!, identity)) occurrence++
     }
-    keys[i] = digest(`${session}|${JSON.stringify(identity)}|${occurrence}`)
+    keys[i] = keyOf(`${session}|${JSON.stringify(identity)}|${occurrence}`)
     occurrences[i] = occurrence
   }
 }
@@ -152,12 +160,12 @@ const keyByValue = (
  * their first characters); beyond, or with values JSON alone can compare, with a map of their JSON, whose
  * hashing of every serialised message was a third of the cost of keying it.
  */
-const fresh = (session: string, identities: ReadonlyArray<Identity>) => {
+const fresh = (session: string, identities: ReadonlyArray<Identity>, keyOf: (s: string) => string = digest) => {
   const n = identities.length
   const keys = new Array<string>(n)
   const occurrences = new Int32Array(n)
   if (n <= LINEAR_LIMIT && identities.every(comparable)) {
-    keyByValue(session, identities, 0, keys, occurrences)
+    keyByValue(session, identities, 0, keys, occurrences, undefined, keyOf)
     return { keys, occurrences }
   }
   const seen = new Map<string, number>()
@@ -165,7 +173,7 @@ const fresh = (session: string, identities: ReadonlyArray<Identity>) => {
     const tuple = JSON.stringify(identity)
     const occurrence = seen.get(tuple) ?? 0
     seen.set(tuple, occurrence + 1)
-    keys[i] = digest(`${session}|${tuple}|${occurrence}`)
+    keys[i] = keyOf(`${session}|${tuple}|${occurrence}`)
     occurrences[i] = occurrence
   })
   return { keys, occurrences }
@@ -181,7 +189,7 @@ export const messageKeys = (
   memo?: KeyMemo
 ): ReadonlyArray<string> => {
   const session = JSON.stringify(sessionId)
-  if (memo === undefined) return fresh(session, identities).keys
+  if (memo === undefined) return fresh(session, identities, transientDigest).keys
   const n = identities.length
   const prints = new Int32Array(2 * n)
   let allComparable = true
