@@ -11,10 +11,10 @@
 // Each checkout (this one, or every --root DIR given, e.g. a `git worktree` of another commit) runs the workload twice
 // under callgrind, on N and 2N of the same 2N prepared sessions; the difference, divided by N (and by the rounds in
 // append mode), is the figure: node's start-up, the bundle's loading and the data's preparation cancel out. A
-// checkout's src/ is bundled with esbuild into .data/instructions/. Takes about a minute per checkout.
+// checkout's src/ is bundled with esbuild into .data/instructions/ (removed after). Takes about a minute per checkout.
 import { build } from "esbuild"
 import { spawnSync } from "node:child_process"
-import { mkdirSync } from "node:fs"
+import { mkdirSync, rmSync } from "node:fs"
 import path from "node:path"
 import { fileURLToPath } from "node:url"
 
@@ -83,8 +83,13 @@ for (const root of roots) {
     banner: { js: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);" },
     logLevel: "error"
   })
-  const once = count(bundle, sessions)
-  const twice = count(bundle, 2 * sessions)
+  let once, twice
+  try {
+    once = count(bundle, sessions)
+    twice = count(bundle, 2 * sessions)
+  } finally {
+    rmSync(bundle, { force: true })
+  }
   const per = (twice - once) / writes
   console.log(`${root}: ${Math.round(per).toLocaleString("en-US")} instructions per session write`)
 }
