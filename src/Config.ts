@@ -38,15 +38,27 @@ const redisUrl = urlWithScheme("REDIS_URL", ["redis:", "rediss:"]).pipe(
   })
 )
 
+/**
+ * A whole number in range; a blank value counts as unset (so a fallback applies), as `NAME=` in `.env` means
+ * (Effect's `Config.integer` reads a blank as 0).
+ */
+export const whole = (name: string, max: number, min: number, expected = `a whole number from ${min} to ${max}`) =>
+  Config.string(name).pipe(
+    Config.mapOrFail((text) => {
+      if (text.trim() === "") return Either.left(ConfigError.MissingData([], `${name} is blank`))
+      const n = Number(text)
+      return Number.isInteger(n) && n >= min && n <= max
+        ? Either.right(n)
+        : Either.left(ConfigError.InvalidData([], `expected ${expected}`))
+    })
+  )
+
 /** Redis: `REDIS_URL` (`redis://`, `rediss://` for TLS), or the seed's `REDIS_HOST`/`PORT`/`USERNAME`/`PASSWORD`/`DB`. */
 export const redisConfig: Config.Config<RedisConnectionOptions> = Config.all({
   url: Config.option(redisUrl),
   host: Config.string("REDIS_HOST").pipe(Config.withDefault("localhost")),
-  port: Config.port("REDIS_PORT").pipe(Config.withDefault(6379)),
-  db: Config.integer("REDIS_DB").pipe(
-    Config.validate({ message: `expected ${DB_RANGE}`, validation: (n) => n >= 0 && n <= 15 }),
-    Config.withDefault(0)
-  ),
+  port: whole("REDIS_PORT", 65535, 1, "a port number from 1 to 65535").pipe(Config.withDefault(6379)),
+  db: whole("REDIS_DB", 15, 0, DB_RANGE).pipe(Config.withDefault(0)),
   username: Config.option(Config.string("REDIS_USERNAME")),
   password: Config.option(Config.redacted("REDIS_PASSWORD"))
 }).pipe(Config.map((c) => ({
@@ -73,18 +85,6 @@ export const keyPrefix = Config.string("SYNC_KEY_PREFIX").pipe(
   Config.validate({ message: "expected a non-empty key prefix", validation: (s) => s.length > 0 }),
   Config.withDefault("chat:session:")
 )
-
-/** A whole number in range; a blank value counts as unset (so a fallback applies), as `NAME=` in `.env` means. */
-const whole = (name: string, max: number, min: number) =>
-  Config.string(name).pipe(
-    Config.mapOrFail((text) => {
-      if (text.trim() === "") return Either.left(ConfigError.MissingData([], `${name} is blank`))
-      const n = Number(text)
-      return Number.isInteger(n) && n >= min && n <= max
-        ? Either.right(n)
-        : Either.left(ConfigError.InvalidData([], `expected a whole number from ${min} to ${max}`))
-    })
-  )
 
 const positive = (name: string, fallback: number, max = 1_000_000, min = 1) =>
   whole(name, max, min).pipe(Config.withDefault(fallback))

@@ -3,6 +3,7 @@
  * `SYNC_API_TOKEN`.
  */
 import { Config, Option, Redacted } from "effect"
+import { whole } from "../Config.js"
 
 export interface HttpSettings {
   readonly host: string
@@ -17,13 +18,7 @@ export const httpConfig: Config.Config<HttpSettings> = Config.all({
     Config.withDefault("0.0.0.0")
   ),
   // 0: any free port (the log says which), for tests and side-by-side runs.
-  port: Config.integer("HTTP_PORT").pipe(
-    Config.validate({
-      message: "expected a port number from 0 to 65535 (0: any free port)",
-      validation: (n) => n >= 0 && n <= 65535
-    }),
-    Config.withDefault(8000)
-  ),
+  port: whole("HTTP_PORT", 65535, 0, "a port number from 0 to 65535 (0: any free port)").pipe(Config.withDefault(8000)),
   // An empty SYNC_API_TOKEN (as compose files often leave it) means no token.
   token: Config.option(Config.redacted("SYNC_API_TOKEN")).pipe(
     Config.map(Option.filter((t) => Redacted.value(t).length > 0))

@@ -2,6 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { ConfigProvider, Duration, Effect, Either, Redacted } from "effect"
 import { describeFailure } from "../../src/Cli.js"
 import { databaseUrl, liveConfig, pgSchema, redisConfig, syncConfig } from "../../src/Config.js"
+import { httpConfig } from "../../src/http/HttpConfig.js"
 import { describeUrl } from "../../src/pg/Database.js"
 import { describe as describeRedis } from "../../src/redis/RedisConnection.js"
 import { logFormat, logLevel } from "../../src/Logging.js"
@@ -25,7 +26,7 @@ describe("configuration", () => {
 
   it.effect("a malformed value stops with a message naming the variable", () =>
     Effect.gen(function*() {
-      assert.strictEqual(yield* failureOf(redisConfig, { REDIS_PORT: "abc" }), "configuration: REDIS_PORT: Expected a network port value but received \"abc\"")
+      assert.strictEqual(yield* failureOf(redisConfig, { REDIS_PORT: "abc" }), "configuration: REDIS_PORT: expected a port number from 1 to 65535")
       assert.strictEqual(yield* failureOf(redisConfig, { REDIS_DB: "42" }), "configuration: REDIS_DB: expected a database number from 0 to 15")
       assert.strictEqual(yield* failureOf(pgSchema, { PG_SCHEMA: "drop table;" }), "configuration: PG_SCHEMA: expected a schema name of letters, digits and _ (not starting with a digit, at most 63)")
       assert.strictEqual(yield* failureOf(redisConfig, { REDIS_URL: "http://x" }), "configuration: REDIS_URL: expected a redis: or rediss: URL, got a http: one")
@@ -42,6 +43,16 @@ describe("configuration", () => {
       const sync = yield* syncConfig.pipe(withEnv({ SYNC_BATCH_SIZE: "", SYNC_HEAP_GROWTH_PERCENT: " " }))
       assert.strictEqual(sync.batchSessions, 500)
       assert.strictEqual(sync.heapGrowthPercent, 50)
+      // Not a random port (HTTP_PORT=0 asks for one), nor database 0 by accident of parsing.
+      assert.strictEqual((yield* httpConfig.pipe(withEnv({ HTTP_PORT: "" }))).port, 8000)
+      assert.strictEqual((yield* httpConfig.pipe(withEnv({ HTTP_PORT: "0" }))).port, 0)
+      assert.strictEqual((yield* redisConfig.pipe(withEnv({ REDIS_DB: " ", REDIS_PORT: "" }))).db, 0)
+      assert.strictEqual((yield* redisConfig.pipe(withEnv({ REDIS_PORT: "" }))).port, 6379)
+      assert.strictEqual((yield* redisConfig.pipe(withEnv({ REDIS_DB: "3" }))).db, 3)
+      assert.strictEqual(
+        yield* failureOf(httpConfig, { HTTP_PORT: "http" }),
+        "configuration: HTTP_PORT: expected a port number from 0 to 65535 (0: any free port)"
+      )
     }))
 
   it.effect("secrets never appear in errors or in what is logged", () =>
