@@ -83,6 +83,8 @@ for (const root of roots) {
         }))
     }],
     banner: { js: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);" },
+    // A worktree without its own node_modules (`git worktree add`) finds the packages of this checkout.
+    nodePaths: [path.join(self, "node_modules")],
     logLevel: "error"
   })
   let once, twice
