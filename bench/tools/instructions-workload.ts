@@ -28,6 +28,13 @@ const sessions = arg("sessions", 500)
 const prepare = arg("prepare", sessions)
 const messages = arg("messages", 20)
 const rounds = arg("rounds", 3)
+/**
+ * How far each write goes, for a breakdown by difference (append mode): `hash` (read and hash), `decode` (and decode
+ * with the memo and known keys, as `decide` would), `decide` (decide instead, which decodes), `ledger` (and the
+ * ledger's JSON), `all` (and project).
+ */
+const STAGES = ["hash", "decode", "decide", "ledger", "all"] as const
+const upto = STAGES.indexOf((process.argv[process.argv.indexOf("--upto") + 1] ?? "all") as (typeof STAGES)[number])
 const SEED = 42
 const BATCH = 170
 
@@ -85,9 +92,10 @@ if (mode === "first") {
       count: doc.messages.length
     }
   })
-  // The values written in each round, prepared ahead: the app's document with one more message.
+  // The values written in each round, prepared ahead for every prepared session (so that the preparation cancels out):
+  // the app's document with one more message.
   const writes = Array.from({ length: rounds }, (_, r) =>
-    docs.slice(0, sessions).map((doc) => {
+    docs.map((doc) => {
       doc.messages.push({ content: `round ${r} of ${doc.session_id}: a new message`, sender_id: 1, timestamp: doc.updated_at })
       return read(doc.session_id, doc)
     }))
@@ -110,12 +118,18 @@ if (mode === "first") {
           rejectedHash: null
         }
         const o = observe(raw)!
+        if (upto === 0 || o._tag !== "Snapshot") return []
+        if (upto === 1) {
+          sink += o.decode(state.session!.messageKeys, s.memo)._tag.length
+          return []
+        }
         const decided = decide(o, state)
-        if (o._tag === "Snapshot") s.hash = o.hash
+        s.hash = o.hash
         s.count += decided.reduce((n, e) => n + (e.type === "messages_appended" ? e.payload.messages.length : 0), 0)
         return decided
       })
-      sink += ledgerJson(events).length
+      if (upto >= 3) sink += ledgerJson(events).length
+      if (upto < 4) continue
       const changes = project(commit(events))
       sink += JSON.stringify(changes.sessionUpserts).length + changes.users.length
     }

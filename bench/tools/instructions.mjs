@@ -6,14 +6,16 @@
 // change under about a tenth: this is the measure for changes smaller than that. It leaves out PostgreSQL, Redis, the
 // pg and ioredis drivers and Effect's runtime (see instructions-workload.ts for what it runs).
 //
-//   node bench/tools/instructions.mjs [--mode first|append] [--sessions 400] [--messages 20] [--rounds 3] [--root DIR]...
+//   node bench/tools/instructions.mjs [--mode first|append] [--sessions 400] [--messages 20] [--rounds 3]
+//     [--upto hash|decode|decide|ledger|all] [--root DIR]...
 //
 // Each checkout (this one, or every --root DIR given, e.g. a `git worktree` of another commit) runs the workload twice
 // under callgrind, on N and 2N of the same 2N prepared sessions; the difference, divided by N (and by the rounds in
 // append mode), is the figure: node's start-up, the bundle's loading and the data's preparation cancel out. A
 // checkout's src/ is bundled with esbuild into .data/instructions/ (removed after). Compare figures taken with the same
 // options only: the compiler's warm-up does not cancel out at small N (first sync, at 50 sessions: 1.81 million
-// instructions a session; at 100: 1.42 million). Takes about a minute per checkout.
+// instructions a session; at 100: 1.42 million). Under valgrind, SHA-256 runs OpenSSL's AVX2 code, not the SHA
+// extensions this machine's CPU has: hashing weighs more here than it does in a real run. Takes about a minute per checkout.
 import { build } from "esbuild"
 import { spawnSync } from "node:child_process"
 import { mkdirSync, rmSync } from "node:fs"
@@ -31,6 +33,8 @@ const mode = value("mode", "first")
 const sessions = Number(value("sessions", mode === "first" ? 400 : 200))
 const messages = Number(value("messages", mode === "first" ? 20 : 40))
 const rounds = Number(value("rounds", 3))
+// append mode: how far each write goes (hash, decode, decide, ledger, all), for a breakdown by difference
+const upto = value("upto", "all")
 const roots = args.flatMap((a, i) => (args[i - 1] === "--root" ? [path.resolve(a)] : []))
 if (roots.length === 0) roots.push(self)
 if (!["first", "append"].includes(mode)) {
@@ -50,7 +54,8 @@ const count = (bundle, n) => {
     "--tool=callgrind", "--smc-check=all-non-file", "--callgrind-out-file=/dev/null",
     process.execPath, "--predictable", bundle,
     ...(mode === "append" ? ["--append"] : []),
-    "--sessions", String(n), "--prepare", String(2 * sessions), "--messages", String(messages), "--rounds", String(rounds)
+    "--sessions", String(n), "--prepare", String(2 * sessions), "--messages", String(messages), "--rounds", String(rounds),
+    "--upto", upto
   ], { encoding: "utf8", maxBuffer: 64 * 1024 * 1024 })
   const m = /Collected : (\d+)/.exec(run.stderr)
   if (run.status !== 0 || m === null) {
