@@ -4,7 +4,7 @@
  * ../../src are resolved there).
  *
  * - `first`: a first sync's session: hash the bytes, decode ahead, decide against nothing, stamp seqs, the ledger's
- *   JSON (as `SessionStore.append` builds it, by batches of 170 sessions, about 1 MB), project.
+ *   JSON (`Events.ledgerRows`, as `SessionStore` sends it, by batches of 170 sessions, about 1 MB), project.
  * - `append`: a live write: a session the writer knows (memo vouched, keys known) gains one message, written back
  *   the app's way (the whole document); hash, decode (the append shortcut), decide, ledger JSON, project.
  *
@@ -12,7 +12,7 @@
  * runs differ only by the work on the extra sessions (see instructions.mjs).
  */
 import { decide, initialState, type Observation, type SessionState } from "../../src/core/Decide.js"
-import type { CommittedEvent, SyncEvent } from "../../src/core/Events.js"
+import { type CommittedEvent, ledgerRows, type SyncEvent } from "../../src/core/Events.js"
 import { KeyMemo } from "../../src/core/MessageKey.js"
 import { project } from "../../src/core/Project.js"
 import { decodeAhead, observe } from "../../src/sync/Observe.js"
@@ -42,14 +42,7 @@ let seq = 1
 const recordedAt = "2026-01-01T00:00:00.000000Z"
 const commit = (events: ReadonlyArray<SyncEvent>): Array<CommittedEvent> =>
   events.map((e) => ({ ...e, seq: seq++, recordedAt }) as CommittedEvent)
-const ledgerJson = (events: ReadonlyArray<SyncEvent>) =>
-  JSON.stringify(events.map((e) => ({
-    session_id: e.sessionId,
-    event_type: e.type,
-    payload: e.payload,
-    snapshot_hash: e.snapshotHash,
-    source: "startup"
-  })))
+const ledgerJson = (events: ReadonlyArray<SyncEvent>) => ledgerRows(events, () => "startup")
 
 const read = (sessionId: string, doc: unknown) => ({
   sessionId,

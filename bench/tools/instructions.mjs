@@ -15,7 +15,10 @@
 // checkout's src/ is bundled with esbuild into .data/instructions/ (removed after). Compare figures taken with the same
 // options only: the compiler's warm-up does not cancel out at small N (first sync, at 50 sessions: 1.81 million
 // instructions a session; at 100: 1.42 million). Under valgrind, SHA-256 runs OpenSSL's AVX2 code, not the SHA
-// extensions this machine's CPU has: hashing weighs more here than it does in a real run. Takes about a minute per checkout.
+// extensions this machine's CPU has: hashing weighs more here than it does in a real run. The count includes the
+// garbage collector's work, which grows with everything the bundle loads: importing `SessionStore` (and with it
+// Effect's SQL client) into the workload read 1.94 instead of 1.42 million a first-sync session. Keep the workload's
+// imports to the pure core. Takes about a minute per checkout.
 import { build } from "esbuild"
 import { spawnSync } from "node:child_process"
 import { mkdirSync, rmSync } from "node:fs"

@@ -71,3 +71,16 @@ export type CommittedEvent = SyncEvent & {
 
 /** At most this many messages go into one `messages_appended` event; message ids are `seq * this + index`. */
 export const MESSAGES_PER_EVENT = 10_000
+
+/**
+ * The ledger rows of `events`, as the one JSON parameter `SessionStore` appends them with (bench/tools/instructions
+ * counts the same).
+ */
+export const ledgerRows = (events: ReadonlyArray<SyncEvent>, source: (sessionId: string) => Source): string =>
+  JSON.stringify(events.map((e) => ({
+    session_id: e.sessionId,
+    event_type: e.type,
+    payload: e.payload,
+    snapshot_hash: e.snapshotHash,
+    source: source(e.sessionId)
+  })))

@@ -7,7 +7,7 @@ import { SqlClient } from "@effect/sql"
 import { Context, Effect, Layer } from "effect"
 import { decide, initialState, type Observation, type ProjectedSession, type SessionState } from "../core/Decide.js"
 import { KeyMemo } from "../core/MessageKey.js"
-import type { CommittedEvent, GoneKind, Source, SyncEvent } from "../core/Events.js"
+import { type CommittedEvent, type GoneKind, ledgerRows, type Source, type SyncEvent } from "../core/Events.js"
 import { project, type RowChanges } from "../core/Project.js"
 import { applyChanges, MESSAGE_KEY_CONSTRAINT, sessionRowsOf } from "./Projection.js"
 import { classify, type PgError, transaction } from "./PgError.js"
@@ -398,13 +398,7 @@ export const make = Effect.gen(function*() {
 
   const append = (events: ReadonlyArray<SyncEvent>, source: (sessionId: string) => Source) =>
     Effect.gen(function*() {
-      const json = JSON.stringify(events.map((e) => ({
-        session_id: e.sessionId,
-        event_type: e.type,
-        payload: e.payload,
-        snapshot_hash: e.snapshotHash,
-        source: source(e.sessionId)
-      })))
+      const json = ledgerRows(events, source)
       // One statement draws the seqs and appends (drawn first in a statement of their own, they were a round trip
       // of every batch). Rows are inserted in the events' order, so the seqs, drawn as each row is inserted,
       // ascend in it. jsonb_array_elements, not json_to_recordset: the latter re-parses every field by name and
