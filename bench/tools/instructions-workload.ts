@@ -13,11 +13,15 @@
  */
 import { decide, initialState, type Observation, type SessionState } from "../../src/core/Decide.js"
 import { type CommittedEvent, ledgerRows, type SyncEvent } from "../../src/core/Events.js"
-import { KeyMemo } from "../../src/core/MessageKey.js"
+import * as MessageKey from "../../src/core/MessageKey.js"
 import { project } from "../../src/core/Project.js"
 import { decodeAhead, observe } from "../../src/sync/Observe.js"
 // @ts-expect-error: plain JavaScript, no types
 import { makeSession, pyJson } from "../../../shared/bench/lib.mjs"
+
+/** The memo's keys as `SessionStore.loadStates` gives them to `decide`, in the checkout measured. */
+const Held = (MessageKey as { readonly HeldKeys?: new(keys: ReadonlyArray<string>) => ReadonlySet<string> }).HeldKeys
+const heldKeys = (keys: ReadonlyArray<string>): ReadonlySet<string> => Held !== undefined ? new Held(keys) : new Set(keys)
 
 const arg = (name: string, fallback: number) => {
   const i = process.argv.indexOf(`--${name}`)
@@ -72,7 +76,7 @@ if (mode === "first") {
   // `sessions` gain messages.
   const docs = Array.from({ length: prepare }, (_, i) => makeSession(SEED, i, messages))
   const states = docs.map((doc) => {
-    const memo = new KeyMemo()
+    const memo = new MessageKey.KeyMemo()
     const o = observe(read(doc.session_id, doc))! as Extract<Observation, { _tag: "Snapshot" }>
     const events = decide(o, { session: null, rejectedHash: null })
     // The memo takes the snapshot when decoded with it (as under the writer's lock).
@@ -104,8 +108,9 @@ if (mode === "first") {
             updatedAtMicros: null,
             messageCount: s.count,
             gone: null,
-            // As `SessionStore.loadStates` gives them: the memo's vouched keys, as a set.
-            messageKeys: new Set(s.memo.keys),
+            // As `SessionStore.loadStates` gives them: the memo's vouched keys, as a set (a `HeldKeys` where the
+            // checkout measured has it; a `Set` copy before).
+            messageKeys: heldKeys(s.memo.keys),
             keyMemo: s.memo
           },
           rejectedHash: null

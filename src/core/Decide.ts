@@ -12,7 +12,7 @@ import {
   type SessionUpsertedPayload,
   type SyncEvent
 } from "./Events.js"
-import type { KeyMemo } from "./MessageKey.js"
+import { type KeyMemo, leadingHeld } from "./MessageKey.js"
 import type { Rejection, SessionMeta, Snapshot } from "./Snapshot.js"
 
 /** What the projection holds of one session, as far as deciding needs it. */
@@ -132,7 +132,12 @@ export const decide = (observation: Observation, state: SessionState): ReadonlyA
   const snapshot = decoded.right
   const events: Array<SyncEvent> = []
   const upsert = metaPayload(snapshot)
-  const fresh = snapshot.messages.filter((m) => projected === null || !projected.messageKeys.has(m.key))
+  // The leading messages held by position (a live write's, whose keys are its memo's) are not looked up.
+  const fresh = projected === null
+    ? snapshot.messages
+    : snapshot.messages.slice(leadingHeld(projected.messageKeys, snapshot.messages)).filter((m) =>
+      !projected.messageKeys.has(m.key)
+    )
   // Keys are unique within a snapshot by construction (occurrence numbers). Two equal ones would be a defect in
   // message identity, and the projection would keep only one of the two messages: the value is rejected instead,
   // loudly, and the rest of the batch goes on.

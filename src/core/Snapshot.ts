@@ -7,7 +7,7 @@
  * `Rejection`.
  */
 import { Either } from "effect"
-import { appendKeys, type KeyMemo, messageKeys, snapshotHash } from "./MessageKey.js"
+import { appendKeys, holdsAll, type KeyMemo, messageKeys, snapshotHash } from "./MessageKey.js"
 import { type Instant, normalizeTimestamp } from "./Timestamp.js"
 
 /** JSON object with unknown members, as kept in `extra` columns. */
@@ -432,7 +432,7 @@ const decodeAppended = (
   const held = before.length
   if (raw.length <= end + rest.length || !raw.endsWith(rest) || sessionId !== memo.session) return undefined
   if (!raw.isWellFormed()) return undefined
-  for (const key of before) if (!known.has(key)) return undefined
+  if (!holdsAll(known, before)) return undefined
   let body = raw.slice(end, raw.length - rest.length)
   if (held > 0) {
     const comma = LEADING_COMMA.exec(body)

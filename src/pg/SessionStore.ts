@@ -6,7 +6,7 @@
 import { SqlClient } from "@effect/sql"
 import { Context, Effect, Layer } from "effect"
 import { decide, initialState, type Observation, type ProjectedSession, type SessionState } from "../core/Decide.js"
-import { KeyMemo } from "../core/MessageKey.js"
+import { HeldKeys, KeyMemo } from "../core/MessageKey.js"
 import { type CommittedEvent, type GoneKind, ledgerRows, type Source, type SyncEvent } from "../core/Events.js"
 import { project, type RowChanges } from "../core/Project.js"
 import { applyChanges, MESSAGE_KEY_CONSTRAINT, sessionRowsOf } from "./Projection.js"
@@ -146,7 +146,7 @@ interface KnownKeys {
   readonly lastSeq: number
   /** The `sessions` table's oid they were known in (a rebuild swaps in others with the same last seqs). */
   readonly projection: string
-  readonly keys: Set<string>
+  readonly keys: HeldKeys
   readonly partial: boolean
 }
 
@@ -330,7 +330,7 @@ export const make = Effect.gen(function*() {
         known.set(id, {
           lastSeq,
           projection: row.projection,
-          keys: new Set(trusted),
+          keys: new HeldKeys(trusted ?? []),
           partial: trusted !== undefined && trusted.length < count
         })
       }
