@@ -35,6 +35,7 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.HTTP_PORT || 8000) + '/health').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 # Exec form: node is PID 1 and receives SIGTERM itself; the daemon finishes its batches in flight and exits 0
 # within SYNC_SHUTDOWN_TIMEOUT (10 s by default: give `docker stop` more with --time, compose stop_grace_period).
-# --max-semi-space-size: the young generation's bound (see src/Heap.ts), about 20 MB less resident under load.
-ENTRYPOINT ["node", "--max-semi-space-size=8", "dist/main.js"]
+# --max-semi-space-size: the young generation's bound (see src/Heap.ts), about 20 MB less resident under load;
+# --single-threaded-gc: no collector threads competing with the daemon for a core (about 12 % less CPU, src/Heap.ts).
+ENTRYPOINT ["node", "--max-semi-space-size=8", "--single-threaded-gc", "dist/main.js"]
 CMD ["start"]

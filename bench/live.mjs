@@ -89,9 +89,10 @@ for (let i = 0; i < sessions; i++) {
 await pipe.exec()
 
 const env = { ...process.env, REDIS_URL: redisUrl, DATABASE_URL: databaseUrl, PG_SCHEMA: schema, SYNC_KEY_PREFIX: prefix, SYNC_CHANNEL_PREFIX: `${prefix}updated:`, LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? "warning" }
-// Run as the Docker image and `npm start` run it (the young generation's bound, see src/Heap.ts), with
-// BENCH_DAEMON_NODE_ARGS after (a later flag wins: BENCH_DAEMON_NODE_ARGS=--max-semi-space-size=16 for node's default).
-const nodeArgs = ["--max-semi-space-size=8", ...(process.env.BENCH_DAEMON_NODE_ARGS ?? "").split(" ").filter(Boolean)]
+// Run as the Docker image and `npm start` run it (the young generation's bound and one collector thread, see
+// src/Heap.ts), with BENCH_DAEMON_NODE_ARGS after (a later flag wins: "--max-semi-space-size=16 --no-single-threaded-gc"
+// for node's defaults).
+const nodeArgs = ["--max-semi-space-size=8", "--single-threaded-gc", ...(process.env.BENCH_DAEMON_NODE_ARGS ?? "").split(" ").filter(Boolean)]
 const daemon = spawn("node", [...nodeArgs, path.join(root, "dist/main.js"), "start"], { env, stdio: ["ignore", "pipe", "pipe"] })
 // However this script ends (an error, Ctrl-C), the daemon it started does not outlive it.
 process.on("exit", () => daemon.exitCode === null && daemon.signalCode === null && daemon.kill("SIGKILL"))

@@ -65,3 +65,17 @@ export const boundHeapGrowth = (percent: number | undefined, daemon: boolean): v
  * (`npx redis-pg-sync start`), `NODE_OPTIONS=--max-semi-space-size=8` does the same.
  */
 export const YOUNG_GENERATION_FLAG = "--max-semi-space-size=8"
+
+/**
+ * The collector on the main thread alone, given to node on its command line with `YOUNG_GENERATION_FLAG` (node
+ * refuses it in NODE_OPTIONS, and set from here V8 aborts at the next collection). On two cores shared with
+ * PostgreSQL and Redis, V8's helper threads took 0.42 of a core at 5,000 updates/s (parallel scavenges, concurrent
+ * marking) and mostly waited for a CPU, as the main thread did: without them the daemon took 179–181 against
+ * 203–207 µs of CPU per update (`bench/live`, alternating runs), and a 20,000/s burst 50 against 57 µs, peaking at
+ * 270 MB. A one-shot full sync, whose bottleneck is PostgreSQL, was no faster with it (64.0/68.2 against
+ * 64.0/64.5 s), so only the daemon runs so. Where spare cores are, `--no-single-threaded-gc` after it undoes it.
+ */
+export const GC_THREADS_FLAG = "--single-threaded-gc"
+
+/** Node's flags wherever the daemon is run: `npm start`, the Docker image's entry point, `bench/live`. */
+export const DAEMON_NODE_FLAGS = [YOUNG_GENERATION_FLAG, GC_THREADS_FLAG] as const

@@ -2,7 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { readFileSync } from "node:fs"
 import { ConfigProvider } from "effect"
 import { HEAP_GROWTH_PERCENT } from "../../src/Config.js"
-import { heapGrowthFlag, heapGrowthPercent, YOUNG_GENERATION_FLAG } from "../../src/Heap.js"
+import { DAEMON_NODE_FLAGS, GC_THREADS_FLAG, heapGrowthFlag, heapGrowthPercent, YOUNG_GENERATION_FLAG } from "../../src/Heap.js"
 
 describe("Heap.heapGrowthFlag", () => {
   it("bounds the daemon's heap growth by default, or as SYNC_HEAP_GROWTH_PERCENT says", () => {
@@ -36,13 +36,15 @@ describe("Heap.heapGrowthPercent", () => {
   })
 })
 
-describe("Heap.YOUNG_GENERATION_FLAG", () => {
+describe("Heap.DAEMON_NODE_FLAGS", () => {
   const read = (path: string) => readFileSync(new URL(`../../${path}`, import.meta.url), "utf8")
 
   it("is on node's command line wherever the daemon is run: npm start, the Docker image, bench/live", () => {
     const start: string = JSON.parse(read("package.json")).scripts.start
-    assert.match(start, new RegExp(`^exec node ${YOUNG_GENERATION_FLAG} `))
-    assert.include(read("Dockerfile"), `ENTRYPOINT ["node", "${YOUNG_GENERATION_FLAG}", "dist/main.js"]`)
-    assert.include(read("bench/live.mjs"), `const nodeArgs = ["${YOUNG_GENERATION_FLAG}"`)
+    assert.deepStrictEqual(DAEMON_NODE_FLAGS, [YOUNG_GENERATION_FLAG, GC_THREADS_FLAG])
+    assert.match(start, new RegExp(`^exec node ${DAEMON_NODE_FLAGS.join(" ")} `))
+    assert.include(read("Dockerfile"), `ENTRYPOINT ["node", ${DAEMON_NODE_FLAGS.map((f) => `"${f}"`).join(", ")}, "dist/main.js"]`)
+    assert.include(read("bench/live.mjs"), `const nodeArgs = [${DAEMON_NODE_FLAGS.map((f) => `"${f}"`).join(", ")}, `)
+    assert.include(read("README.md"), `node ${DAEMON_NODE_FLAGS.join(" ")} dist/main.js start`)
   })
 })
