@@ -352,4 +352,4 @@ export const appendKeys = (
 }
 
 /** Hash of a raw Redis value (`snapshot_hash`): SHA-256, hex. */
-export const snapshotHash = (raw: string | Buffer): string => hash("sha256", raw, "hex")
+export const snapshotHash = (raw: string | Uint8Array): string => hash("sha256", raw, "hex")

@@ -7,6 +7,8 @@
  * `Rejection`.
  */
 import { Either } from "effect"
+import { isUtf8 } from "node:buffer"
+import { createHash } from "node:crypto"
 import { appendKeys, holdsAll, type KeyMemo, messageKeys, snapshotHash } from "./MessageKey.js"
 import { type Instant, normalizeTimestamp } from "./Timestamp.js"
 
@@ -278,15 +280,18 @@ const messageDetails = (raw: unknown, index: number, warnings: Array<string>): M
  * old message again: that was most of a live write's decoding, and grew with the session.
  */
 export interface AppendPoint {
-  /** Where the text of the `messages` array's elements ends (after its last element, or its `[` when empty). */
+  /**
+   * Where, in the value's UTF-8 bytes, the `messages` array's elements end (after its last element, or its `[` when
+   * empty). Bytes, not text: a live write is read as bytes, and its appended part is all it turns into text.
+   */
   readonly end: number
   /**
-   * The value's `snapshotHash`: a later value whose text before `end`, followed by `rest`, has this hash starts
-   * with this value's text before `end` (no need to hash that part on its own, nor to keep it).
+   * The value's `snapshotHash`: a later value whose bytes before `end`, followed by `rest`, have this hash starts
+   * with this value's bytes before `end` (no need to hash that part on its own, nor to keep it).
    */
   readonly valueHash: string
-  /** The text from `end` on: `]}` as the app writes it, whitespace and any later members included. */
-  readonly rest: string
+  /** The bytes from `end` on: `]}` as the app writes it, whitespace and any later members included. Never written. */
+  readonly rest: Uint8Array
   /** What the text decoded to, but the messages: metadata, and the warnings about anything but a message's details. */
   readonly meta: SessionMeta
   readonly warnings: ReadonlyArray<string>
@@ -294,12 +299,15 @@ export interface AppendPoint {
 
 const NO_WARNINGS: ReadonlyArray<string> = []
 
+/** The app's `]}`, shared by every memo whose value ends so (most of them). */
+const APP_REST = new Uint8Array([93, 125])
+
 /**
- * The text after the messages, as a string of its own: a slice of 13 characters or more is a view that keeps the
- * whole value alive (one kept per session, 136 MB for 200 values of 470 KB). The app's `]}`, one shared string.
+ * The bytes after the messages, copied into memory of their own (`Buffer#slice` is a view, which would keep the whole
+ * value alive, one kept per session; a small `Buffer` copy would keep a pooled 8 KB slab).
  */
-const restOf = (raw: string, end: number): string =>
-  raw.length - end === 2 && raw.endsWith("]}") ? "]}" : Buffer.from(raw.slice(end), "utf16le").toString("utf16le")
+const restOf = (bytes: Uint8Array, end: number): Uint8Array =>
+  bytes.length - end === 2 && bytes[end] === 93 && bytes[end + 1] === 125 ? APP_REST : new Uint8Array(bytes.subarray(end))
 
 /** A longer text after the messages is not kept (a member that changes with every write would defeat it anyway). */
 const MAX_REST = 256
@@ -385,28 +393,51 @@ const messagesSpan = (raw: string): { readonly start: number; readonly end: numb
  */
 const appendPoint = (
   raw: string,
+  bytes: Uint8Array,
   valueHash: string,
   meta: SessionMeta,
   warnings: ReadonlyArray<string>
 ): AppendPoint | undefined => {
-  if (!raw.isWellFormed()) return undefined
   const span = messagesSpan(raw)
   if (span === undefined || raw.length - (span.end - span.start) > MAX_OUTSIDE) return undefined
-  return placeAt(raw, span.end, valueHash, meta, warnings)
+  // `raw` is `bytes` decoded, exactly (well-formed either way): the text after the span is the bytes after its end.
+  const after = raw.length - span.end
+  if (after > MAX_REST) return undefined
+  return placeAt(bytes, bytes.length - (after === 2 ? 2 : Buffer.byteLength(raw.slice(span.end))), valueHash, meta, warnings)
 }
 
-/** The place to append at `end`, the text from there on kept as `rest`; undefined when that text is too long. */
+/** The place to append at byte `end`, the bytes from there on kept as `rest`; undefined when they are too many. */
 const placeAt = (
-  raw: string,
+  bytes: Uint8Array,
   end: number,
   valueHash: string,
   meta: SessionMeta,
   warnings: ReadonlyArray<string>
 ): AppendPoint | undefined =>
-  raw.length - end > MAX_REST ? undefined : { end, valueHash, rest: restOf(raw, end), meta, warnings }
+  bytes.length - end > MAX_REST ? undefined : { end, valueHash, rest: restOf(bytes, end), meta, warnings }
+
+/**
+ * The exact UTF-8 bytes of a value given as `bytes` or as text, or undefined when there are none: bytes that are not
+ * UTF-8 (decoded, each bad sequence reads as U+FFFD, so the text is not theirs), or text with a lone surrogate (only
+ * a string that came from elsewhere than UTF-8 bytes has one; encoded, it reads as U+FFFD, so the hash could not
+ * tell the two apart).
+ */
+const exactBytes = (value: string | Uint8Array): Uint8Array | undefined =>
+  typeof value === "string" ? (value.isWellFormed() ? Buffer.from(value) : undefined) : isUtf8(value) ? value : undefined
 
 /** A message the projection holds: identified, not decoded further (a literal: a spread was 8 µs per snapshot). */
 const knownMessage = (key: string): SnapshotMessage => ({ key, sender: null, content: null, sentAt: null, extra: null })
+
+/** The bytes of a Buffer (or Uint8Array) as text, from `start` to `end`. */
+const utf8 = (bytes: Uint8Array, start: number, end: number): string =>
+  Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8", start, end)
+
+/** Whether `bytes` end with `tail`. */
+const endsWith = (bytes: Uint8Array, tail: Uint8Array): boolean => {
+  const from = bytes.length - tail.length
+  for (let i = 0; i < tail.length; i++) if (bytes[from + i] !== tail[i]) return false
+  return true
+}
 
 /** JSON's whitespace only (`\s` also matches characters JSON refuses between tokens), then a comma. */
 const LEADING_COMMA = /^[ \t\n\r]*,/
@@ -421,7 +452,7 @@ const isJsonSpace = (c: number) => c === 32 || c === 10 || c === 13 || c === 9
  */
 const decodeAppended = (
   sessionId: string,
-  raw: string,
+  bytes: Uint8Array,
   known: ReadonlySet<string>,
   memo: KeyMemo,
   point: AppendPoint,
@@ -430,16 +461,19 @@ const decodeAppended = (
   const { end, rest } = point
   const before = memo.keys
   const held = before.length
-  if (raw.length <= end + rest.length || !raw.endsWith(rest) || sessionId !== memo.session) return undefined
-  if (!raw.isWellFormed()) return undefined
+  const length = bytes.length
+  if (length <= end + rest.length || !endsWith(bytes, rest) || sessionId !== memo.session) return undefined
   if (!holdsAll(known, before)) return undefined
-  let body = raw.slice(end, raw.length - rest.length)
+  let body = utf8(bytes, end, length - rest.length)
   if (held > 0) {
     const comma = LEADING_COMMA.exec(body)
     if (comma === null) return undefined
     body = body.slice(comma[0].length)
   }
-  if (mayNeedCleaning(body) || snapshotHash(raw.slice(0, end) + rest) !== point.valueHash) return undefined
+  if (mayNeedCleaning(body)) return undefined
+  // The old bytes, by hash: the ones before `end` here, then the old rest.
+  const old = createHash("sha256").update(bytes.subarray(0, end)).update(rest).digest("hex")
+  if (old !== point.valueHash) return undefined
   let added: unknown
   try {
     // Valid as an array's elements, they are a list of values: inserted at `end`, they extend `messages` alone.
@@ -453,9 +487,9 @@ const decodeAppended = (
   const keys = appendKeys(sessionId, added.map(identityOf), memo)
   if (keys === undefined) return undefined
   // The memo holds the new value from here on, its place to append included, whatever happens below.
-  let newEnd = raw.length - rest.length
-  while (isJsonSpace(raw.charCodeAt(newEnd - 1))) newEnd--
-  memo.appendPoint = placeAt(raw, newEnd, valueHash ?? snapshotHash(raw), point.meta, point.warnings)
+  let newEnd = length - rest.length
+  while (isJsonSpace(bytes[newEnd - 1]!)) newEnd--
+  memo.appendPoint = placeAt(bytes, newEnd, valueHash ?? snapshotHash(bytes), point.meta, point.warnings)
   const warnings = point.warnings.slice()
   const messages: Array<SnapshotMessage> = before.map(knownMessage)
   added.forEach((m, j) => {
@@ -466,31 +500,34 @@ const decodeAppended = (
 }
 
 /**
- * Decodes the raw Redis string of session `sessionId`. Total: never throws.
+ * Decodes the raw Redis value of session `sessionId`, as its bytes or as text. Total: never throws.
  *
  * Rejected: not JSON, a root that is not an object, `messages` present but not an array, nesting deeper than
- * `MAX_DEPTH` levels.
+ * `MAX_DEPTH` levels. Bytes that are not UTF-8 are decoded as text with U+FFFD for each bad sequence.
  *
  * `known`: keys of messages the projection already holds. Those are identified but not decoded further (their
  * other fields are null and they add no warnings): the live path re-reads whole sessions to find one new message,
  * and this spares it normalising every old timestamp again. `memo`: keys computed before for this session
  * (see `messageKeys`), read and filled; a value that only appends messages to its last snapshot is decoded from the
- * appended text alone (see `AppendPoint`). `valueHash`: the value's `snapshotHash`, when the caller has it.
+ * appended bytes alone (see `AppendPoint`). `valueHash`: the value's `snapshotHash`, when the caller has it.
  */
 export const decodeSnapshot = (
   sessionId: string,
-  raw: string,
+  raw: string | Uint8Array,
   known: ReadonlySet<string> = new Set(),
   memo?: KeyMemo,
   valueHash?: string
 ): Either.Either<Snapshot, Rejection> => {
   try {
+    // Only a memo needs the exact bytes: to decode from the appended ones, or to place where later ones go.
+    const exact = memo === undefined ? undefined : exactBytes(raw)
     const point = memo?.appendPoint
-    if (point !== undefined) {
-      const appended = decodeAppended(sessionId, raw, known, memo!, point, valueHash)
+    if (point !== undefined && exact !== undefined) {
+      const appended = decodeAppended(sessionId, exact, known, memo!, point, valueHash)
       if (appended !== undefined) return Either.right(appended)
     }
-    return decodeWhole(sessionId, raw, known, memo, valueHash)
+    const text = typeof raw === "string" ? raw : utf8(raw, 0, raw.length)
+    return decodeWhole(sessionId, text, exact, known, memo, valueHash)
   } catch (e) {
     // A document nested too deep, or (a backstop) one whose parts overflow the stack or a string's length when
     // serialised: rejected, and the rest of the batch goes on. Any other error is a defect, and is thrown.
@@ -501,9 +538,11 @@ export const decodeSnapshot = (
   }
 }
 
+/** `exact`: the value's bytes, when they are exactly `raw` (see `exactBytes`). */
 const decodeWhole = (
   sessionId: string,
   raw: string,
+  exact: Uint8Array | undefined,
   known: ReadonlySet<string>,
   memo: KeyMemo | undefined,
   valueHash: string | undefined
@@ -561,9 +600,10 @@ const decodeWhole = (
   const rawMessages = (d.messages ?? []) as ReadonlyArray<unknown>
   const keys = messageKeys(sessionId, rawMessages.map(identityOf), memo)
   if (memo !== undefined) {
-    memo.appendPoint = appendPoint(
+    memo.appendPoint = exact === undefined ? undefined : appendPoint(
       raw,
-      valueHash ?? snapshotHash(raw),
+      exact,
+      valueHash ?? snapshotHash(exact),
       meta,
       warnings.length === 0 ? NO_WARNINGS : warnings.slice()
     )

@@ -31,9 +31,10 @@ export const observe = (raw: RawSession, hash: string | null = hashOf(raw)): Obs
     }
   }
   const value = raw.value
-  // The text is made from the bytes when needed, not kept: a batch's observations live until its transaction
+  // Decoded from the bytes, not from text kept beside them: a batch's observations live until its transaction
   // commits, and 6 KB strings held that long were copied by every young-generation collection and promoted (about a
-  // fifth of what a full sync promoted), where the bytes lie outside the JavaScript heap.
+  // fifth of what a full sync promoted), where the bytes lie outside the JavaScript heap. A live write that appends
+  // to what its memo holds turns only the appended bytes into text.
   const text = () => value.toString("utf8")
   // Decoding with no known message is the same every time: kept, so it can be done ahead (`decodeAhead`), out of
   // the transaction, for sessions PostgreSQL does not hold yet.
@@ -44,8 +45,8 @@ export const observe = (raw: RawSession, hash: string | null = hashOf(raw)): Obs
     hash,
     decode: (known, memo) =>
       known.size === 0 && memo === undefined
-        ? (fresh ??= decodeSnapshot(raw.sessionId, text()))
-        : decodeSnapshot(raw.sessionId, text(), known, memo, hash),
+        ? (fresh ??= decodeSnapshot(raw.sessionId, value))
+        : decodeSnapshot(raw.sessionId, value, known, memo, hash),
     // Read by a rejection (and by a spread of the observation, which reads every getter).
     // Cut by UTF-16 units, the excerpt may end in half a surrogate pair, which jsonb refuses as much as NUL. Only
     // the first bytes are decoded: UTF-8 spends at most three bytes on a UTF-16 unit, so four bytes a unit give more

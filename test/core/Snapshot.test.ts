@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Either, FastCheck } from "effect"
 import { readdirSync, readFileSync } from "node:fs"
-import { KeyMemo } from "../../src/core/MessageKey.js"
+import { KeyMemo, snapshotHash } from "../../src/core/MessageKey.js"
 import { canonicalInteger, decodeSnapshot, type Rejection, type Snapshot } from "../../src/core/Snapshot.js"
 
 const FIXTURES = new URL("../../../shared/fixtures/", import.meta.url)
@@ -470,7 +470,7 @@ describe("Snapshot.decodeSnapshot with a memo: a value that appends messages is 
     // The memo holds the longer snapshot and can be extended again.
     assert.deepStrictEqual(memo.keys, full.messages.map((m) => m.key))
     assert.strictEqual(memo.appendPoint!.meta, planted.meta)
-    assert.strictEqual(memo.appendPoint!.end, second.length - 2)
+    assert.strictEqual(memo.appendPoint!.end, Buffer.byteLength(second) - 2)
   })
 
   it("anything but an append is decoded in full: an edit before the end, new metadata, a trim, an old message unknown", () => {
@@ -580,7 +580,7 @@ describe("Snapshot.decodeSnapshot with a memo: a value that appends messages is 
     assert.isDefined(memo.appendPoint)
     // The last of two messages members is the one JSON.parse keeps; its escaped name is still its name.
     decodeSnapshot("s-1", `{"messages": [1], "messag\\u0065s": [${message("a")}, 2] , "n": [3]}`, new Set(), memo)
-    assert.strictEqual(memo.appendPoint?.rest, `] , "n": [3]}`)
+    assert.deepStrictEqual(Buffer.from(memo.appendPoint!.rest).toString(), `] , "n": [3]}`)
   })
 
   it("any history of writes decodes with a memo exactly as without one, in any layout, the appends mostly from their text", () => {
@@ -671,6 +671,66 @@ describe("Snapshot.decodeSnapshot with a memo: a value that appends messages is 
         known = new Set(Either.isRight(withMemo) ? withMemo.right.messages.map((m) => m.key) : [])
       })
     }), { numRuns: 300 })
+  })
+})
+
+describe("Snapshot.decodeSnapshot from bytes (as Redis gives them)", () => {
+  const message = (content: string, n: number) => JSON.stringify({ content, sender_id: 1 + (n % 2), timestamp: `t${n}` })
+  const doc = (messages: ReadonlyArray<string>, after = "") => `{"session_id": "s-1", "topic": "café ☕", "messages": [${messages.join(", ")}]${after}}`
+
+  it("appends of text in several UTF-8 lengths are decoded from the appended bytes, as the text decodes in full", () => {
+    const text = FastCheck.oneof(
+      FastCheck.stringMatching(/^[a-z ]{0,8}$/),
+      FastCheck.constantFrom("é", "☕ ok", "😀😀", "日本語", "a\u00e9", "é]}", "\u2028")
+    )
+    const history = FastCheck.array(FastCheck.array(text, { minLength: 1, maxLength: 3 }), { minLength: 2, maxLength: 8 })
+    const after = FastCheck.constantFrom("", `, "note": "ünïcode"`, ` , "n": [2]`)
+    let fast = 0
+    let appends = 0
+    FastCheck.assert(FastCheck.property(history, after, (writes, tail) => {
+      const memo = new KeyMemo()
+      const messages: Array<string> = []
+      let known: ReadonlySet<string> = new Set()
+      writes.forEach((added, step) => {
+        for (const t of added) messages.push(message(`${t} ${messages.length}`, messages.length))
+        const raw = doc(messages, tail)
+        const point = memo.appendPoint
+        const fromBytes = decodeSnapshot("s-1", Buffer.from(raw), known, memo, snapshotHash(raw))
+        assert.deepStrictEqual(fromBytes, decodeSnapshot("s-1", raw, known), raw)
+        if (step > 0) {
+          appends++
+          if (point !== undefined && memo.appendPoint?.meta === point.meta) fast++
+        }
+        // Where the next bytes go: after the last message, in bytes, not characters.
+        assert.strictEqual(memo.appendPoint?.end, Buffer.byteLength(raw) - Buffer.byteLength(`]${tail}}`), raw)
+        known = new Set(Either.isRight(fromBytes) ? fromBytes.right.messages.map((m) => m.key) : [])
+      })
+    }), { numRuns: 200 })
+    assert.strictEqual(fast, appends, "every append was decoded from its appended bytes")
+  })
+
+  it("bytes that are not UTF-8 are decoded in full, as their text with U+FFFD, and get no place to append", () => {
+    const valid = Buffer.from(doc([message("a 0", 0)]))
+    // A lone continuation byte inside the first message's content, and one inside an appended message.
+    assert.isAbove(valid.indexOf("a 0"), 0)
+    const bad = Buffer.concat([valid.subarray(0, valid.indexOf("a 0") + 1), Buffer.from([0x80]), valid.subarray(valid.indexOf("a 0") + 1)])
+    const memo = new KeyMemo()
+    const one = decodeSnapshot("s-1", bad, new Set(), memo)
+    assert.isTrue(Either.isRight(one))
+    assert.deepStrictEqual(one, decodeSnapshot("s-1", bad.toString("utf8"), new Set()))
+    assert.include(Either.isRight(one) ? one.right.messages[0]!.content : "", "\uFFFD")
+    assert.isUndefined(memo.appendPoint)
+
+    const memo2 = new KeyMemo()
+    const two = decodeSnapshot("s-1", valid, new Set(), memo2)
+    const known = new Set(Either.isRight(two) ? two.right.messages.map((m) => m.key) : [])
+    const point = memo2.appendPoint!
+    memo2.appendPoint = { ...point, meta: { ...point.meta, topic: "planted" } }
+    const appended = Buffer.from(doc([message("a 0", 0), message("b 1", 1)]))
+    const badAppend = Buffer.concat([appended.subarray(0, appended.indexOf("b 1")), Buffer.from([0xe2, 0x28]), appended.subarray(appended.indexOf("b 1"))])
+    const decoded = decodeSnapshot("s-1", badAppend, known, memo2)
+    assert.deepStrictEqual(decoded, decodeSnapshot("s-1", badAppend.toString("utf8"), known), "not from the planted metadata")
+    assert.isUndefined(memo2.appendPoint)
   })
 })
 
