@@ -430,7 +430,7 @@ const knownMessage = (key: string): SnapshotMessage => ({ key, sender: null, con
 
 /** The bytes of a Buffer (or Uint8Array) as text, from `start` to `end`. */
 const utf8 = (bytes: Uint8Array, start: number, end: number): string =>
-  Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8", start, end)
+  (Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)).toString("utf8", start, end)
 
 /** Whether `bytes` end with `tail`. */
 const endsWith = (bytes: Uint8Array, tail: Uint8Array): boolean => {
