@@ -60,6 +60,25 @@ export type Observation =
   }
   | { readonly _tag: "Gone"; readonly sessionId: string; readonly kind: GoneKind }
 
+export type SnapshotObservation = Extract<Observation, { readonly _tag: "Snapshot" }>
+
+/**
+ * A copy of `o` with `changes`. An observation may be an instance whose methods and getters a spread would drop
+ * (`Observe.observe` makes them so): copy one with this, never with `{ ...o }`.
+ */
+export const withChanges = (
+  o: SnapshotObservation,
+  changes: { readonly decode?: SnapshotObservation["decode"]; readonly excerpt?: string; readonly force?: boolean }
+): SnapshotObservation => ({
+  _tag: "Snapshot",
+  sessionId: o.sessionId,
+  hash: o.hash,
+  decode: changes.decode ?? ((known, memo) => o.decode(known, memo)),
+  excerpt: changes.excerpt ?? o.excerpt,
+  length: o.length,
+  ...(changes.force ?? o.force ? { force: true } : {})
+})
+
 /**
  * The metadata hash, per decoded metadata. A value decoded from its appended text keeps the metadata object of the
  * one before (see `Snapshot.AppendPoint`), so a live session's metadata is hashed once, not for every message.

@@ -3,6 +3,7 @@
  */
 import { Either } from "effect"
 import type { Observation } from "../core/Decide.js"
+import type { KeyMemo } from "../core/MessageKey.js"
 import { snapshotHash } from "../core/MessageKey.js"
 import { decodeSnapshot, storable } from "../core/Snapshot.js"
 import type { RawSession } from "../redis/SessionSource.js"
@@ -30,33 +31,47 @@ export const observe = (raw: RawSession, hash: string | null = hashOf(raw)): Obs
       length: 0
     }
   }
-  const value = raw.value
-  // Decoded from the bytes, not from text kept beside them: a batch's observations live until its transaction
-  // commits, and 6 KB strings held that long were copied by every young-generation collection and promoted (about a
-  // fifth of what a full sync promoted), where the bytes lie outside the JavaScript heap. A live write that appends
-  // to what its memo holds turns only the appended bytes into text.
-  const text = () => value.toString("utf8")
-  // Decoding with no known message is the same every time: kept, so it can be done ahead (`decodeAhead`), out of
-  // the transaction, for sessions PostgreSQL does not hold yet.
-  let fresh: ReturnType<typeof decodeSnapshot> | undefined
-  return {
-    _tag: "Snapshot",
-    sessionId: raw.sessionId,
-    hash,
-    decode: (known, memo) =>
-      known.size === 0 && memo === undefined
-        ? (fresh ??= decodeSnapshot(raw.sessionId, value))
-        : decodeSnapshot(raw.sessionId, value, known, memo, hash),
-    // Read by a rejection (and by a spread of the observation, which reads every getter).
-    // Cut by UTF-16 units, the excerpt may end in half a surrogate pair, which jsonb refuses as much as NUL. Only
-    // the first bytes are decoded: UTF-8 spends at most three bytes on a UTF-16 unit, so four bytes a unit give more
-    // units than the excerpt takes, and they decode as the whole value does up to the last (possibly cut) character.
-    get excerpt() {
-      return storable(value.subarray(0, 4 * EXCERPT_LENGTH).toString("utf8").slice(0, EXCERPT_LENGTH))
-    },
-    get length() {
-      return text().length
-    }
+  return new ValueObservation(raw.sessionId, hash, raw.value)
+}
+
+/**
+ * A string value read, decoded from its bytes when asked. A class, so that its methods are shared: made by an object
+ * literal, each read's closures and getters were a seventh of what a live write kept past a young-generation
+ * collection (a batch's observations live until its transaction commits). Copy one with `Decide.withChanges`: a
+ * spread would drop its methods and getters.
+ *
+ * Decoded from the bytes, not from text kept beside them: 6 KB strings held until the commit were copied by every
+ * young-generation collection and promoted (about a fifth of what a full sync promoted), where the bytes lie outside
+ * the JavaScript heap. A live write that appends to what its memo holds turns only the appended bytes into text.
+ */
+class ValueObservation {
+  readonly _tag = "Snapshot"
+  /**
+   * Decoding with no known message is the same every time: kept, so it can be done ahead (`decodeAhead`), out of
+   * the transaction, for sessions PostgreSQL does not hold yet.
+   */
+  private fresh: ReturnType<typeof decodeSnapshot> | undefined = undefined
+
+  constructor(readonly sessionId: string, readonly hash: string, private readonly value: Buffer) {}
+
+  decode(known: ReadonlySet<string>, memo?: KeyMemo): ReturnType<typeof decodeSnapshot> {
+    return known.size === 0 && memo === undefined
+      ? (this.fresh ??= decodeSnapshot(this.sessionId, this.value))
+      : decodeSnapshot(this.sessionId, this.value, known, memo, this.hash)
+  }
+
+  /**
+   * Read by a rejection. Cut by UTF-16 units, the excerpt may end in half a surrogate pair, which jsonb refuses as
+   * much as NUL. Only the first bytes are decoded: UTF-8 spends at most three bytes on a UTF-16 unit, so four bytes
+   * a unit give more units than the excerpt takes, and they decode as the whole value does up to the last (possibly
+   * cut) character.
+   */
+  get excerpt(): string {
+    return storable(this.value.subarray(0, 4 * EXCERPT_LENGTH).toString("utf8").slice(0, EXCERPT_LENGTH))
+  }
+
+  get length(): number {
+    return this.value.toString("utf8").length
   }
 }
 

@@ -2,6 +2,7 @@
  * Sync one session now (CLI `sync-session`, later `POST /api/v1/sync/session/{id}`).
  */
 import { Effect, Either } from "effect"
+import { withChanges } from "../core/Decide.js"
 import type { Source } from "../core/Events.js"
 import type { PgError } from "../pg/PgError.js"
 import type { BatchResult } from "../pg/SessionStore.js"
@@ -26,7 +27,7 @@ export const syncSession = (
     const redis = yield* SessionSource
     const [raw] = yield* redis.read([sessionId])
     const observed = raw === undefined ? null : observe(raw)
-    const observation = observed !== null && force && observed._tag === "Snapshot" ? { ...observed, force } : observed
+    const observation = observed !== null && force && observed._tag === "Snapshot" ? withChanges(observed, { force }) : observed
     if (observation === null) return { _tag: "NotFound", sessionId } as const
     const result = yield* writeBatch([observation], source, options)
     const refusal = result.committed.find((e) => e.type === "snapshot_rejected")

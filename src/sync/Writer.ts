@@ -4,7 +4,7 @@
  * refuses is found, and that session is rejected into the ledger while the rest is written.
  */
 import { Duration, Effect, Either, Schedule } from "effect"
-import type { Observation } from "../core/Decide.js"
+import { type Observation, withChanges } from "../core/Decide.js"
 import { storable } from "../core/Snapshot.js"
 import type { PgError } from "../pg/PgError.js"
 import { type BatchResult, emptyBatch, SessionStore, type SourceOf } from "../pg/SessionStore.js"
@@ -32,11 +32,10 @@ export const sumBatches = (a: BatchResult, b: BatchResult): BatchResult => ({
 /** `o` as a rejection for `error`; `bare`: without the excerpt of its value (in case that is what was refused). */
 const refused = (o: Observation, error: PgError, bare = false): Observation =>
   o._tag === "Snapshot"
-    ? {
-      ...o,
+    ? withChanges(o, {
       decode: () => Either.left({ reason: storable(`PostgreSQL refused the session: ${error.message}`) }),
       ...(bare ? { excerpt: "" } : {})
-    }
+    })
     : o
 
 export interface WriteOptions {
