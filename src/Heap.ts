@@ -73,7 +73,8 @@ export const YOUNG_GENERATION_FLAG = "--max-semi-space-size=8"
  * marking) and mostly waited for a CPU, as the main thread did: without them the daemon took 179–181 against
  * 203–207 µs of CPU per update (`bench/live`, alternating runs), and a 20,000/s burst 50 against 57 µs, peaking at
  * 270 MB. A one-shot full sync, whose bottleneck is PostgreSQL, was no faster with it (64.0/68.2 against
- * 64.0/64.5 s), so only the daemon runs so. Where spare cores are, `--no-single-threaded-gc` after it undoes it.
+ * 64.0/64.5 s, alternating): `npm start` and `bench/live` give it to the daemon alone; the image's entry point gives it
+ * to every command it runs. Where spare cores are, `--no-single-threaded-gc` after it undoes it.
  */
 export const GC_THREADS_FLAG = "--single-threaded-gc"
 

@@ -74,8 +74,13 @@ export const withChanges = (
   sessionId: o.sessionId,
   hash: o.hash,
   decode: changes.decode ?? ((known, memo) => o.decode(known, memo)),
-  excerpt: changes.excerpt ?? o.excerpt,
-  length: o.length,
+  // Read from `o` when read (an excerpt or a length may decode the value), unless given.
+  get excerpt() {
+    return changes.excerpt ?? o.excerpt
+  },
+  get length() {
+    return o.length
+  },
   ...(changes.force ?? o.force ? { force: true } : {})
 })
 

@@ -75,7 +75,7 @@ const SCANNED_LOOKUPS = 4
  * twentieth of the daemon's CPU and a tenth of what it allocated at 5,000 updates/s.
  *
  * The first few lookups scan the list; then, or on the first `add` or iteration, the set is made. `leadingIn` and
- * `holdsAll` answer by position, without lookups. As a `ReadonlySet` it is the set of its keys, whatever form it
+ * `madeFrom` answer by position and identity, without lookups. As a `ReadonlySet` it is the set of its keys, whatever form it
  * takes inside.
  */
 export class HeldKeys implements ReadonlySet<string> {
@@ -110,11 +110,9 @@ export class HeldKeys implements ReadonlySet<string> {
     return n
   }
 
-  /** Whether every key of `keys` is held: by identity, when `keys` is the very list this set was made from. */
-  holdsAll(keys: ReadonlyArray<string>): boolean {
-    if (keys === this.list) return true
-    for (const key of keys) if (!this.has(key)) return false
-    return true
+  /** Whether `keys` is the very list this set was made from (then every one of them is held). */
+  madeFrom(keys: ReadonlyArray<string>): boolean {
+    return keys === this.list
   }
 
   forEach(f: (value: string, key: string, set: ReadonlySet<string>) => void, thisArg?: unknown): void {
@@ -140,7 +138,7 @@ export class HeldKeys implements ReadonlySet<string> {
 
 /** Whether `known` holds every key of `keys` (by position when it is a `HeldKeys` made from them). */
 export const holdsAll = (known: ReadonlySet<string>, keys: ReadonlyArray<string>): boolean => {
-  if (known instanceof HeldKeys) return known.holdsAll(keys)
+  if (known instanceof HeldKeys && known.madeFrom(keys)) return true
   for (const key of keys) if (!known.has(key)) return false
   return true
 }

@@ -309,7 +309,10 @@ const APP_REST = new Uint8Array([93, 125])
 const restOf = (bytes: Uint8Array, end: number): Uint8Array =>
   bytes.length - end === 2 && bytes[end] === 93 && bytes[end + 1] === 125 ? APP_REST : new Uint8Array(bytes.subarray(end))
 
-/** A longer text after the messages is not kept (a member that changes with every write would defeat it anyway). */
+/**
+ * More bytes after the messages are not kept (a member that changes with every write would defeat it anyway).
+ * `appendPoint` looks at the characters first, as fewer characters than this cannot be more bytes.
+ */
 const MAX_REST = 256
 
 /**
@@ -387,10 +390,7 @@ const messagesSpan = (raw: string): { readonly start: number; readonly end: numb
   return found
 }
 
-/**
- * The place to append in `raw`, if any. Not in text with a lone surrogate (only a string that came from elsewhere
- * than UTF-8 bytes has one): hashed as UTF-8 it reads as U+FFFD, so the hash could not tell the two apart.
- */
+/** The place to append in `raw`, if any; `bytes` are exactly `raw` encoded (the caller checks, see `exactBytes`). */
 const appendPoint = (
   raw: string,
   bytes: Uint8Array,
@@ -444,10 +444,11 @@ const LEADING_COMMA = /^[ \t\n\r]*,/
 const isJsonSpace = (c: number) => c === 32 || c === 10 || c === 13 || c === 9
 
 /**
- * Decodes `raw` as the memo's last snapshot with messages appended, if it is one: the old text up to the end of
- * its messages (by hash), then `,` and the new messages, then the old `rest`. Undefined when it is not, or when
- * the shortcut could differ from a full decode: an old message the projection does not hold (it needs its
- * details), new text that needs cleaning, an appended identity that may repeat an earlier one (`appendKeys`).
+ * Decodes `bytes` (exact UTF-8, see `exactBytes`) as the memo's last snapshot with messages appended, if it is one:
+ * the old bytes before `end` (by hash), then `,` and the new messages, then the old `rest` bytes. Undefined when
+ * it is not, or when the shortcut could differ from a full decode: an old message the projection does not hold (it
+ * needs its details), new text that needs cleaning, an appended identity that may repeat an earlier one
+ * (`appendKeys`).
  * Otherwise the very snapshot `decodeSnapshot` would give, and the memo holds it.
  */
 const decodeAppended = (

@@ -30,7 +30,7 @@ export const sumBatches = (a: BatchResult, b: BatchResult): BatchResult => ({
 })
 
 /** `o` as a rejection for `error`; `bare`: without the excerpt of its value (in case that is what was refused). */
-const refused = (o: Observation, error: PgError, bare = false): Observation =>
+export const refused = (o: Observation, error: PgError, bare = false): Observation =>
   o._tag === "Snapshot"
     ? withChanges(o, {
       decode: () => Either.left({ reason: storable(`PostgreSQL refused the session: ${error.message}`) }),

@@ -2,7 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { readFileSync } from "node:fs"
 import { ConfigProvider } from "effect"
 import { HEAP_GROWTH_PERCENT } from "../../src/Config.js"
-import { DAEMON_NODE_FLAGS, GC_THREADS_FLAG, heapGrowthFlag, heapGrowthPercent, YOUNG_GENERATION_FLAG } from "../../src/Heap.js"
+import { DAEMON_NODE_FLAGS, heapGrowthFlag, heapGrowthPercent } from "../../src/Heap.js"
 
 describe("Heap.heapGrowthFlag", () => {
   it("bounds the daemon's heap growth by default, or as SYNC_HEAP_GROWTH_PERCENT says", () => {
@@ -41,7 +41,7 @@ describe("Heap.DAEMON_NODE_FLAGS", () => {
 
   it("is on node's command line wherever the daemon is run: npm start, the Docker image, bench/live", () => {
     const start: string = JSON.parse(read("package.json")).scripts.start
-    assert.deepStrictEqual(DAEMON_NODE_FLAGS, [YOUNG_GENERATION_FLAG, GC_THREADS_FLAG])
+    assert.deepStrictEqual(DAEMON_NODE_FLAGS, ["--max-semi-space-size=8", "--single-threaded-gc"])
     assert.match(start, new RegExp(`^exec node ${DAEMON_NODE_FLAGS.join(" ")} `))
     assert.include(read("Dockerfile"), `ENTRYPOINT ["node", ${DAEMON_NODE_FLAGS.map((f) => `"${f}"`).join(", ")}, "dist/main.js"]`)
     assert.include(read("bench/live.mjs"), `const nodeArgs = [${DAEMON_NODE_FLAGS.map((f) => `"${f}"`).join(", ")}, `)

@@ -24,7 +24,7 @@ export const seen = (sessionId: string, raw: string): Observation => ({
   _tag: "Snapshot",
   sessionId,
   hash: snapshotHash(raw),
-  decode: (known) => decodeSnapshot(sessionId, raw, known),
+  decode: (known, memo) => decodeSnapshot(sessionId, raw, known, memo, memo === undefined ? undefined : snapshotHash(raw)),
   excerpt: raw.slice(0, EXCERPT_LENGTH),
   length: raw.length
 })

@@ -1,22 +1,14 @@
 import { assert, describe, it } from "@effect/vitest"
-import { decide, type Observation, type SessionState } from "../../src/core/Decide.js"
+import { decide, type SessionState } from "../../src/core/Decide.js"
 import type { SyncEvent } from "../../src/core/Events.js"
 import { HeldKeys, holdsAll, KeyMemo, leadingHeld, snapshotHash } from "../../src/core/MessageKey.js"
 import { decodeSnapshot } from "../../src/core/Snapshot.js"
+import { seen } from "./Given.js"
 
 const SID = "trip-1"
 const message = (i: number) => JSON.stringify({ content: `message ${i}`, sender_id: 1 + (i % 2), timestamp: `2026-11-27T10:00:${String(i % 60).padStart(2, "0")}Z` })
 const value = (n: number) =>
   `{"session_id": "${SID}", "topic": "trip", "group_id": 7, "messages": [${Array.from({ length: n }, (_, i) => message(i)).join(", ")}]}`
-
-const observation = (raw: string): Observation => ({
-  _tag: "Snapshot",
-  sessionId: SID,
-  hash: snapshotHash(raw),
-  decode: (known, memo) => decodeSnapshot(SID, raw, known, memo, snapshotHash(raw)),
-  excerpt: raw.slice(0, 200),
-  length: raw.length
-})
 
 /** A `HeldKeys` that counts its lookups. */
 class Counting extends HeldKeys {
@@ -46,7 +38,7 @@ const liveWrites = (start: number, writes: number, keysOf: (memoKeys: ReadonlyAr
       rejectedHash: null
     }
     const raw = value(n)
-    const events = decide(observation(raw), state)
+    const events = decide(seen(SID, raw), state)
     for (const e of events) {
       if (e.type === "messages_appended") count += e.payload.messages.length
       if (e.type === "session_upserted") metaHash = e.payload.meta_hash
@@ -121,5 +113,34 @@ describe("MessageKey.HeldKeys", () => {
     })
     // Decoding looks the appended message up once, and `decide` once more: 2 of 21–28 messages, every write.
     for (const { known } of counted) assert.strictEqual((known as Counting).lookups, 2)
+  })
+
+  it("a partial set (the projection holds more than the memo vouches for), grown as recheck grows it, decides as a Set", () => {
+    // The projection holds messages 0–21; the memo's snapshot has 2–21 (the app trimmed the two oldest).
+    const memo = new KeyMemo()
+    const all = Array.from({ length: 22 }, (_, i) => message(i))
+    const trimmed = `{"session_id": "${SID}", "topic": "trip", "group_id": 7, "messages": [${all.slice(2).join(", ")}]}`
+    decodeSnapshot(SID, trimmed, new Set(), memo)
+    const vouched = memo.keys
+    // A value that brings the trimmed two back (a rollback in the app) and one new message.
+    const raw = value(23)
+    const decideWith = (known: ReadonlySet<string>) =>
+      decide(seen(SID, raw), {
+        session: { snapshotHash: snapshotHash(trimmed), metaHash: null, updatedAtMicros: null, messageCount: 22, gone: null, messageKeys: known },
+        rejectedHash: null
+      })
+    const full = Array.from(decodeSnapshot(SID, value(22)).pipe((e) => (e._tag === "Right" ? e.right.messages.map((m) => m.key) : [])))
+    // First decided with the vouched keys alone, then again once PostgreSQL said it holds the two (as recheck does).
+    const held = new HeldKeys(vouched)
+    const plain = new Set(vouched)
+    assert.deepStrictEqual(decideWith(held), decideWith(plain))
+    for (const key of full.slice(0, 2)) {
+      held.add(key)
+      plain.add(key)
+    }
+    const again = decideWith(held)
+    assert.deepStrictEqual(again, decideWith(plain))
+    const appended = again.flatMap((e) => (e.type === "messages_appended" ? e.payload.messages.map((m) => m.content) : []))
+    assert.deepStrictEqual(appended, [JSON.parse(message(22)).content])
   })
 })

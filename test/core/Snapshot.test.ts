@@ -709,6 +709,17 @@ describe("Snapshot.decodeSnapshot from bytes (as Redis gives them)", () => {
     assert.strictEqual(fast, appends, "every append was decoded from its appended bytes")
   })
 
+  it("the bytes kept after the messages are a copy of their own, not a view of the value", () => {
+    const memo = new KeyMemo()
+    // Made by Buffer.from, a small value lies in a pooled slab; the rest is 12 bytes.
+    const raw = Buffer.from(doc([message("a", 0)], `, "n": [3]`))
+    decodeSnapshot("s-1", raw, new Set(), memo)
+    const rest = memo.appendPoint!.rest
+    assert.strictEqual(Buffer.from(rest).toString(), `], "n": [3]}`)
+    assert.strictEqual(rest.buffer.byteLength, rest.byteLength)
+    assert.notStrictEqual(rest.buffer, raw.buffer)
+  })
+
   it("bytes that are not UTF-8 are decoded in full, as their text with U+FFFD, and get no place to append", () => {
     const valid = Buffer.from(doc([message("a 0", 0)]))
     // A lone continuation byte inside the first message's content, and one inside an appended message.

@@ -2,7 +2,9 @@ import { assert, describe, it } from "@effect/vitest"
 import { Either } from "effect"
 import { type SnapshotObservation, withChanges } from "../../src/core/Decide.js"
 import { KeyMemo, snapshotHash } from "../../src/core/MessageKey.js"
+import { PgError } from "../../src/pg/PgError.js"
 import { EXCERPT_LENGTH, observe } from "../../src/sync/Observe.js"
+import { refused } from "../../src/sync/Writer.js"
 
 const value = `{"session_id": "s-1", "topic": "café ☕", "messages": [{"content": "${"é".repeat(300)}", "sender_id": 1}]}`
 const read = (v: string | null, redisType = "string") => ({ sessionId: "s-1", value: v === null ? null : Buffer.from(v), redisType })
@@ -57,5 +59,21 @@ describe("Decide.withChanges", () => {
     assert.strictEqual(refused.length, value.length)
     assert.deepStrictEqual(refused.decode(new Set()), Either.left({ reason: "no" }))
     assert.isFalse("force" in withChanges(o, {}), "not forced unless asked")
+  })
+})
+
+describe("Writer.refused", () => {
+  it("a value PostgreSQL refused is rejected with the refusal, its excerpt (unless bare), length and force kept", () => {
+    const o = withChanges(snapshotOf(observe(read(value))), { force: true })
+    const error = new PgError({ reason: "data", message: "value too long" })
+    const r = snapshotOf(refused(o, error))
+    assert.deepStrictEqual(r.decode(new Set()), Either.left({ reason: "PostgreSQL refused the session: value too long" }))
+    assert.strictEqual(r.excerpt, value.slice(0, EXCERPT_LENGTH))
+    assert.strictEqual(r.length, value.length)
+    assert.strictEqual(r.hash, snapshotHash(value))
+    assert.strictEqual(r.force, true)
+    const bare = snapshotOf(refused(o, error, true))
+    assert.strictEqual(bare.excerpt, "")
+    assert.strictEqual(bare.length, value.length)
   })
 })
