@@ -135,7 +135,8 @@ export const make = (options: OperationsOptions) =>
     const context = yield* Effect.context<SessionSource | SessionStore | SqlClient.SqlClient | RedisClient.RedisClient>()
     const scope = yield* Effect.scope
     const startedAt = Date.now()
-    const paused = yield* Ref.make(false)
+    // The one pause state is the pipeline's (`daemon.pipeline.paused`): manual syncs and the start-up sync follow it.
+    const isPaused = daemon.pipeline.isPaused
     yield* Metrics.registerSeries
 
     // -- lag: how long the oldest change not written yet has waited (0 when everything is written). Under steady
@@ -176,7 +177,7 @@ export const make = (options: OperationsOptions) =>
       const stop = yield* Deferred.make<void>()
       yield* Ref.set(current, Option.some({ run, stop }))
       // A pause that came since the caller looked: either it saw this run (and stops it) or it is seen here.
-      if (yield* Ref.get(paused)) yield* Deferred.succeed(stop, undefined)
+      if (yield* isPaused) yield* Deferred.succeed(stop, undefined)
       const progress = yield* Ref.make(zeroProgress(Date.now()))
       yield* withServices(fullSync("api", options.fullSync, progress, stop)).pipe(
         Effect.flatMap((p) =>
@@ -193,7 +194,7 @@ export const make = (options: OperationsOptions) =>
     }))
 
     const manualSync = Effect.gen(function*() {
-      if (yield* Ref.get(paused)) return yield* new Conflict({ message: `${PAUSED}; a manual sync is refused meanwhile` })
+      if (yield* isPaused) return yield* new Conflict({ message: `${PAUSED}; a manual sync is refused meanwhile` })
       const [run, joined] = yield* startOrJoin
       const { progress: r, finishedAt } = yield* Deferred.await(run).pipe(
         Effect.mapError((e) =>
@@ -317,18 +318,18 @@ export const make = (options: OperationsOptions) =>
       const s = yield* daemon.status
       const ledger = yield* head
       const pgOk = Option.isSome(ledger)
-      const isPaused = yield* Ref.get(paused)
+      const paused = yield* isPaused
       const p = s.pipeline
       const serviceStatus = p.state === "stopped" || p.state === "stopping"
         ? "stopped" as const
-        : isPaused
+        : paused
         ? "paused" as const
         : p.state === "degraded" || !s.redisConnected || !pgOk
         ? "degraded" as const
         : "running" as const
       const lastCommit = Option.flatMap(ledger, Option.map((h) => h.recordedAt))
       return {
-        sync_enabled: serviceStatus !== "stopped" && !isPaused,
+        sync_enabled: serviceStatus !== "stopped" && !paused,
         redis_connected: s.redisConnected,
         service_status: serviceStatus,
         postgres_connected: pgOk,
@@ -372,7 +373,7 @@ export const make = (options: OperationsOptions) =>
 
     const syncOne = (sessionId: string, force = false) =>
       Effect.gen(function*() {
-        if (yield* Ref.get(paused)) return yield* new Conflict({ message: PAUSED })
+        if (yield* isPaused) return yield* new Conflict({ message: PAUSED })
         return yield* withServices(syncSession(sessionId, "api", options.fullSync, force)).pipe(Effect.mapError(toHttpError))
       })
 
@@ -457,8 +458,7 @@ export const make = (options: OperationsOptions) =>
 
     const setPaused = (value: boolean) =>
       Effect.gen(function*() {
-        const was = yield* Ref.getAndSet(paused, value)
-        yield* value ? daemon.pipeline.pause : daemon.pipeline.resume
+        const was = yield* value ? daemon.pipeline.pause : daemon.pipeline.resume
         // A manual sync under way stops too: it starts no new batch (`manual_sync_running` is true until the ones
         // in flight are written).
         if (value) {
@@ -566,7 +566,7 @@ export const make = (options: OperationsOptions) =>
       yield* recordFigures({
         status: s,
         lagSeconds: lagOf(s, Date.now()),
-        paused: yield* Ref.get(paused),
+        paused: yield* isPaused,
         postgresUp: Option.isSome(ledger),
         ledgerSeq: Option.getOrUndefined(Option.map(ledger, Option.match({ onNone: () => 0, onSome: (h) => h.seq })))
       })

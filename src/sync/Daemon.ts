@@ -4,7 +4,7 @@
  * reconcile scans (at start, after every resubscription, every interval, on overflow) repair whatever pub/sub
  * lost; a pre-expiry sweep writes sessions whose TTL is nearly out before Redis forgets them.
  */
-import { type Chunk, Context, Deferred, Duration, Effect, Layer, Ref, Schedule, Stream, SubscriptionRef } from "effect"
+import { type Chunk, Context, Deferred, Duration, Effect, Layer, Ref, Schedule, Stream } from "effect"
 import type { GoneKind, Source } from "../core/Events.js"
 import type { Observation } from "../core/Decide.js"
 import { SessionStore } from "../pg/SessionStore.js"
@@ -169,11 +169,8 @@ export const make = (options: DaemonOptions) =>
     )
     yield* Effect.forkScoped(Effect.repeat(sweep, Schedule.spaced(Duration.max(Duration.millis(Duration.toMillis(window) / 2), Duration.seconds(1)))))
 
-    // Paused or not, as the start-up sync sees it (the pipeline keeps its own state): `pause` and `resume` below,
-    // one at a time, so that the two states cannot end apart.
-    const paused = yield* SubscriptionRef.make(false)
-    const pausing = yield* Effect.makeSemaphore(1)
-    const until = (value: boolean) => paused.changes.pipe(Stream.filter((p) => p === value), Stream.take(1), Stream.runDrain)
+    // Waits until the pipeline's pause state is `value` (the one pause state: the start-up sync follows it too).
+    const until = (value: boolean) => pipeline.paused.pipe(Stream.filter((p) => p === value), Stream.take(1), Stream.runDrain)
 
     // The start-up sync: everything that changed while the daemon was away.
     // Connection errors are retried every 5 s, saying so; any other error is not (DESIGN §4): it is logged, the
@@ -210,11 +207,7 @@ export const make = (options: DaemonOptions) =>
     yield* Effect.forkScoped(Effect.repeat(startupSync, { until: (done) => done }).pipe(Effect.ignore))
 
     return Daemon.of({
-      pipeline: {
-        ...pipeline,
-        pause: pausing.withPermits(1)(Effect.zipRight(pipeline.pause, SubscriptionRef.set(paused, true))),
-        resume: pausing.withPermits(1)(Effect.zipRight(pipeline.resume, SubscriptionRef.set(paused, false)))
-      },
+      pipeline,
       status: Effect.gen(function*() {
         return {
           captureMode: feed.mode,

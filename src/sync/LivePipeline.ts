@@ -6,7 +6,7 @@
  * other error, runs the sink's reconcile on overflow, on request and every `reconcileInterval`, and on shutdown
  * lets the batches in flight finish and flushes what is pending once more.
  */
-import { Cause, Clock, Context, Duration, Effect, Fiber, FiberSet, Layer, Schedule, type Scope } from "effect"
+import { Cause, Clock, Context, Duration, Effect, Fiber, FiberSet, Layer, Schedule, type Scope, Stream, SubscriptionRef } from "effect"
 import * as DirtyKeys from "./DirtyKeys.js"
 import type { DirtyEntry, Hint } from "./DirtyKeys.js"
 
@@ -83,10 +83,22 @@ export interface Pipeline {
   readonly mark: (sessionId: string, hint: Hint) => void
   /** Asks for a reconcile; requests made while one runs coalesce into one more run after it. */
   readonly requestReconcile: Effect.Effect<void>
-  /** Stops starting flushes and reconciles (marks still accumulate, within `maxPending`). Idempotent. */
-  readonly pause: Effect.Effect<void>
-  /** Undoes `pause`; what became due meanwhile starts at once (throttle permitting). Idempotent. */
-  readonly resume: Effect.Effect<void>
+  /**
+   * Stops starting flushes and reconciles (marks still accumulate, within `maxPending`). Idempotent; succeeds with
+   * whether it was paused already.
+   */
+  readonly pause: Effect.Effect<boolean>
+  /**
+   * Undoes `pause`; what became due meanwhile starts at once (throttle permitting). Idempotent; succeeds with
+   * whether it was paused.
+   */
+  readonly resume: Effect.Effect<boolean>
+  /**
+   * Whether it is paused, now and at every change (the current value first): the one pause state, which the
+   * daemon's start-up sync and the HTTP API's manual syncs follow too.
+   */
+  readonly paused: Stream.Stream<boolean>
+  readonly isPaused: Effect.Effect<boolean>
   readonly status: Effect.Effect<PipelineStatus>
 }
 
@@ -148,7 +160,10 @@ export const make = <E extends SinkError, R>(
     const reconcileWake = yield* Effect.makeLatch(false)
     const flights = yield* FiberSet.make<void, never>()
 
+    // Read where the dispatcher decides (synchronously); `pausedRef` publishes it. Changed one call at a time.
     let paused = false
+    const pausedRef = yield* SubscriptionRef.make(false)
+    const pausing = yield* Effect.makeSemaphore(1)
     let stopping = false
     let stopped = false
     let retrying = 0
@@ -344,22 +359,26 @@ export const make = <E extends SinkError, R>(
 
     // A pause also stops a reconcile scan under way (it is idempotent: stopped anywhere, it loses nothing) and
     // asks for it again, so that it runs once the pipeline is resumed; batches in flight finish.
-    const setPaused = (value: boolean) =>
-      Effect.suspend(() => {
+    const setPaused = (value: boolean): Effect.Effect<boolean> =>
+      pausing.withPermits(1)(Effect.suspend(() => {
+        const was = paused
         paused = value
         wake.unsafeOpen()
         reconcileWake.unsafeOpen()
         const running = runningReconcile
-        if (!value || running === undefined || !reconcileRunning) return Effect.void
-        reconcileRequested = true
-        return Effect.asVoid(Fiber.interrupt(running))
-      })
+        const stopReconcile = !value || running === undefined || !reconcileRunning
+          ? Effect.void
+          : Effect.zipRight(Effect.sync(() => (reconcileRequested = true)), Fiber.interrupt(running))
+        return Effect.as(Effect.zipRight(stopReconcile, SubscriptionRef.set(pausedRef, value)), was)
+      }))
 
     return {
       mark,
       requestReconcile: Effect.sync(askReconcile),
       pause: setPaused(true),
       resume: setPaused(false),
+      paused: pausedRef.changes,
+      isPaused: Effect.sync(() => paused),
       status: Effect.sync((): PipelineStatus => ({
         state: stopped
           ? "stopped"

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Clock, Data, Duration, Effect, Exit, Fiber, Option, Scope, TestClock } from "effect"
+import { Clock, Data, Duration, Effect, Exit, Fiber, Option, Scope, Stream, TestClock } from "effect"
 import type { DirtyEntry } from "../../src/sync/DirtyKeys.js"
 import * as LivePipeline from "../../src/sync/LivePipeline.js"
 
@@ -379,6 +379,34 @@ describe("LivePipeline", () => {
         assert.deepStrictEqual(shape(t.attempts), [[10_000, ["a", "b"]], [10_000, ["c"]]])
         assert.deepStrictEqual(t.reconciles, [{ start: 10_000, end: 10_000 }])
         assert.strictEqual((yield* p.status).state, "running")
+      }))
+  })
+
+  it.effect("the pause state: pause and resume say what it was, isPaused and the paused stream what it is", () => {
+    const t = makeSink()
+    return withPipeline({}, t.sink, (p) =>
+      Effect.gen(function*() {
+        const seen: Array<boolean> = []
+        const watching = yield* Effect.fork(Stream.runForEach(p.paused, (v) => Effect.sync(() => seen.push(v))))
+        yield* settle
+        assert.deepStrictEqual(seen, [false], "the current value first")
+        assert.isFalse(yield* p.pause, "was not paused")
+        assert.isTrue(yield* p.pause, "already paused")
+        assert.isTrue(yield* p.isPaused)
+        yield* settle
+        assert.isTrue(yield* p.resume, "was paused")
+        assert.isFalse(yield* p.resume, "was not paused")
+        assert.isFalse(yield* p.isPaused)
+        yield* settle
+        // In order, repeats aside (a pause of a paused pipeline publishes its value again).
+        assert.deepStrictEqual(seen.filter((v, i) => i === 0 || v !== seen[i - 1]), [false, true, false])
+        // Concurrent pauses and resumes run one at a time: the state ends as the last one left it.
+        yield* Effect.all([p.pause, p.resume, p.pause], { concurrency: "unbounded" })
+        assert.isTrue(yield* p.isPaused)
+        yield* settle
+        assert.strictEqual(seen.at(-1), true)
+        assert.strictEqual((yield* p.status).state, "paused")
+        yield* Fiber.interrupt(watching)
       }))
   })
 
