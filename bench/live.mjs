@@ -109,6 +109,19 @@ const daemonCpu = () => {
     return NaN
   }
 }
+/**
+ * Seconds the daemon's main (JavaScript) thread has run and has waited for a CPU while runnable, from
+ * /proc/PID/task/PID/schedstat; NaN when unreadable. Both together near one core: the thread is saturated, whether
+ * by its own work or by the machine's other processes (V8's helper threads, PostgreSQL, this writer).
+ */
+const mainThread = () => {
+  try {
+    const [running, waiting] = readFileSync(`/proc/${daemon.pid}/task/${daemon.pid}/schedstat`, "utf8").split(" ").map(Number)
+    return { running: running / 1e9, waiting: waiting / 1e9 }
+  } catch {
+    return { running: NaN, waiting: NaN }
+  }
+}
 const peakRss = () => {
   try {
     return Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${daemon.pid}/status`, "utf8"))[1]) / 1024
@@ -213,6 +226,7 @@ let n = 0
 const tick = 10
 const startedAt = Date.now()
 const cpuAtStart = daemonCpu()
+const mainAtStart = mainThread()
 const othersAtStart = othersCpu()
 const ownAtStart = process.cpuUsage()
 const writer = await rawWriter(redisUrl)
@@ -266,6 +280,7 @@ polling = false
 await poll
 const rss = peakRss()
 const cpuUsed = daemonCpu() - cpuAtStart
+const mainAtEnd = mainThread()
 const othersUsed = othersCpu()
 daemon.kill("SIGTERM")
 const exitCode = await new Promise((r) => daemon.on("exit", (code) => r(code)))
@@ -293,6 +308,11 @@ const perCore = (cpu) => (cpu / ((Date.now() - startedAt) / 1000)).toFixed(2)
 console.log(
   `CPU in cores over the run (writes and drain): daemon ${perCore(cpuUsed)}, PostgreSQL ${perCore(othersUsed.postgres - othersAtStart.postgres)}, ` +
     `Redis ${perCore(othersUsed.redis - othersAtStart.redis)}, this bench (the writer) ${((writerCpu.user + writerCpu.system) / 1e6 / writtenSecs).toFixed(2)} while writing`
+)
+console.log(
+  `the daemon's main thread: ${perCore(mainAtEnd.running - mainAtStart.running)} of a core running, ` +
+    `${perCore(mainAtEnd.waiting - mainAtStart.waiting)} waiting for a CPU (the rest of the process: ` +
+    `${perCore(cpuUsed - (mainAtEnd.running - mainAtStart.running))})`
 )
 if (process.env.BENCH_SHOW_LOG) console.log(daemonLog.split("\n").filter((l) => l.includes(process.env.BENCH_SHOW_LOG)).join("\n"))
 if (written.size > 0 || exitCode !== 0) console.log(`daemon log tail:\n${daemonLog.split("\n").slice(-15).join("\n")}`)
