@@ -50,6 +50,12 @@ export type Observation =
      */
     readonly decode: (known: ReadonlySet<string>, memo?: KeyMemo) => Either.Either<Snapshot, Rejection>
     /**
+     * Offered the place to append of the session's memo before `hash` is read: an observation that hashes its
+     * value only when asked may take the hash an append is checked against in the same pass
+     * (`MessageKey.snapshotHashWithPrefix`), for `decode` to use.
+     */
+    readonly hashAlong?: (end: number, rest: Uint8Array) => void
+    /**
      * An explicit retry: decide again even when the value is the standing rejection (the rejection may have
      * come from PostgreSQL, whose constraint has since been fixed).
      */

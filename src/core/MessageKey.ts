@@ -7,7 +7,7 @@
  * Known limit: if a snapshot both trims away an earlier occurrence of an identical tuple and adds a new one,
  * the new one takes the old one's occurrence number and is taken as already known.
  */
-import { hash, randomInt } from "node:crypto"
+import { createHash, hash, randomInt } from "node:crypto"
 import type { AppendPoint } from "./Snapshot.js"
 
 /**
@@ -347,6 +347,28 @@ export const appendKeys = (
   memo.occurrences = occurrences
   memo.version++
   return keys
+}
+
+/** The `snapshotHash` of a value's bytes before `end` followed by `rest`, taken along with the value's own. */
+export interface PrefixHash {
+  readonly end: number
+  readonly rest: Uint8Array
+  readonly digest: string
+}
+
+/**
+ * The value's `snapshotHash` and, in the same pass over its bytes, the hash of its bytes before `end` followed by
+ * `rest` (what `decodeSnapshot` checks an append against: see `Snapshot.AppendPoint`). Hashed apart, the bytes
+ * before `end` were hashed twice: 17 µs more per update of a 200-message session (22 KB) on this machine.
+ */
+export const snapshotHashWithPrefix = (
+  value: Uint8Array,
+  end: number,
+  rest: Uint8Array
+): { readonly hash: string; readonly prefix: PrefixHash } => {
+  const whole = createHash("sha256").update(value.subarray(0, end))
+  const prefix = whole.copy().update(rest).digest("hex")
+  return { hash: whole.update(value.subarray(end)).digest("hex"), prefix: { end, rest, digest: prefix } }
 }
 
 /** Hash of a raw Redis value (`snapshot_hash`): SHA-256, hex. */

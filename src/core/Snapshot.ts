@@ -9,7 +9,7 @@
 import { Either } from "effect"
 import { isUtf8 } from "node:buffer"
 import { createHash } from "node:crypto"
-import { appendKeys, holdsAll, type KeyMemo, messageKeys, snapshotHash } from "./MessageKey.js"
+import { appendKeys, holdsAll, type KeyMemo, messageKeys, type PrefixHash, snapshotHash } from "./MessageKey.js"
 import { type Instant, normalizeTimestamp } from "./Timestamp.js"
 
 /** JSON object with unknown members, as kept in `extra` columns. */
@@ -457,7 +457,8 @@ const decodeAppended = (
   known: ReadonlySet<string>,
   memo: KeyMemo,
   point: AppendPoint,
-  valueHash: string | undefined
+  valueHash: string | undefined,
+  prefixHash: PrefixHash | undefined
 ): Snapshot | undefined => {
   const { end, rest } = point
   const before = memo.keys
@@ -472,8 +473,11 @@ const decodeAppended = (
     body = body.slice(comma[0].length)
   }
   if (mayNeedCleaning(body)) return undefined
-  // The old bytes, by hash: the ones before `end` here, then the old rest.
-  const old = createHash("sha256").update(bytes.subarray(0, end)).update(rest).digest("hex")
+  // The old bytes, by hash: the ones before `end` here, then the old rest (hashed along with the value when the
+  // caller knew this point as it hashed it).
+  const old = prefixHash !== undefined && prefixHash.end === end && prefixHash.rest === rest
+    ? prefixHash.digest
+    : createHash("sha256").update(bytes.subarray(0, end)).update(rest).digest("hex")
   if (old !== point.valueHash) return undefined
   let added: unknown
   try {
@@ -510,21 +514,23 @@ const decodeAppended = (
  * other fields are null and they add no warnings): the live path re-reads whole sessions to find one new message,
  * and this spares it normalising every old timestamp again. `memo`: keys computed before for this session
  * (see `messageKeys`), read and filled; a value that only appends messages to its last snapshot is decoded from the
- * appended bytes alone (see `AppendPoint`). `valueHash`: the value's `snapshotHash`, when the caller has it.
+ * appended bytes alone (see `AppendPoint`). `valueHash`: the value's `snapshotHash`, when the caller has it;
+ * `prefixHash`: the hash an append is checked against, when the caller took it along (`snapshotHashWithPrefix`).
  */
 export const decodeSnapshot = (
   sessionId: string,
   raw: string | Uint8Array,
   known: ReadonlySet<string> = new Set(),
   memo?: KeyMemo,
-  valueHash?: string
+  valueHash?: string,
+  prefixHash?: PrefixHash
 ): Either.Either<Snapshot, Rejection> => {
   try {
     // Only a memo needs the exact bytes: to decode from the appended ones, or to place where later ones go.
     const exact = memo === undefined ? undefined : exactBytes(raw)
     const point = memo?.appendPoint
     if (point !== undefined && exact !== undefined) {
-      const appended = decodeAppended(sessionId, exact, known, memo!, point, valueHash)
+      const appended = decodeAppended(sessionId, exact, known, memo!, point, valueHash, prefixHash)
       if (appended !== undefined) return Either.right(appended)
     }
     const text = typeof raw === "string" ? raw : utf8(raw, 0, raw.length)

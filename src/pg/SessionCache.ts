@@ -44,6 +44,11 @@ export class SessionCache<V> {
     return e.value
   }
 
+  /** The entry of `id`, its recency left as it is. */
+  peek(id: string): V | undefined {
+    return this.entries.get(id)?.value
+  }
+
   has(id: string): boolean {
     return this.entries.has(id)
   }

@@ -116,6 +116,8 @@ const makeKeyMemos = (limit: number) => {
   const entries = new SessionCache<MemoEntry>(limit, MIN_IDLE_MS)
   return {
     clear: () => entries.clear(),
+    /** Where the memo of `id` takes appends, if it has a memo and that place; the memo is not touched. */
+    pointOf: (id: string) => entries.peek(id)?.memo.appendPoint,
     of: (id: string): MemoEntry => {
       const held = entries.get(id)
       if (held !== undefined) return held
@@ -282,6 +284,12 @@ export const make = Effect.gen(function*() {
 
   const loadStates = (observations: ReadonlyArray<Observation>, carried: ReadonlyMap<string, KnownKeys>) =>
     Effect.gen(function*() {
+      // A value that appends to its memo's snapshot is hashed in one pass with the bytes its decoding checks.
+      for (const o of observations) {
+        if (o._tag !== "Snapshot" || o.hashAlong === undefined) continue
+        const point = keyMemos.pointOf(o.sessionId)
+        if (point !== undefined) o.hashAlong(point.end, point.rest)
+      }
       const ids = observations.map((o) => o.sessionId)
       const rows = yield* sql<StateRow>`
         SELECT x.id, s.snapshot_hash, s.meta_hash, s.message_count, s.id IS NOT NULL AS exists, s.last_seq::text,

@@ -3,8 +3,7 @@
  */
 import { Either } from "effect"
 import type { Observation } from "../core/Decide.js"
-import type { KeyMemo } from "../core/MessageKey.js"
-import { snapshotHash } from "../core/MessageKey.js"
+import { type KeyMemo, type PrefixHash, snapshotHash, snapshotHashWithPrefix } from "../core/MessageKey.js"
 import { decodeSnapshot, storable } from "../core/Snapshot.js"
 import type { RawSession } from "../redis/SessionSource.js"
 
@@ -18,20 +17,23 @@ const typeHash = (type: string) => snapshotHash(`redis-type:${type}`)
 export const hashOf = (raw: RawSession): string | null =>
   raw.value !== null ? snapshotHash(raw.value) : raw.redisType === "none" ? null : typeHash(raw.redisType)
 
-/** The observation a read stands for; null when the key is gone. `hash` is `hashOf(raw)`, passed to avoid rehashing. */
-export const observe = (raw: RawSession, hash: string | null = hashOf(raw)): Observation | null => {
-  if (hash === null) return null
+/**
+ * The observation a read stands for; null when the key is gone. `hash`: `hashOf(raw)`, when the caller has it;
+ * otherwise a string value is hashed when its hash is first read (see `ValueObservation.hashAlong`).
+ */
+export const observe = (raw: RawSession, hash?: string): Observation | null => {
   if (raw.value === null) {
+    if (raw.redisType === "none") return null
     return {
       _tag: "Snapshot",
       sessionId: raw.sessionId,
-      hash,
+      hash: hash ?? typeHash(raw.redisType),
       decode: () => Either.left({ reason: `the key holds a Redis ${raw.redisType}, not a string` }),
       excerpt: "",
       length: 0
     }
   }
-  return new ValueObservation(raw.sessionId, hash, raw.value)
+  return new ValueObservation(raw.sessionId, raw.value, hash)
 }
 
 /**
@@ -51,13 +53,30 @@ class ValueObservation {
    * the transaction, for sessions PostgreSQL does not hold yet.
    */
   private fresh: ReturnType<typeof decodeSnapshot> | undefined = undefined
+  private prefix: PrefixHash | undefined = undefined
 
-  constructor(readonly sessionId: string, readonly hash: string, private readonly value: Buffer) {}
+  constructor(readonly sessionId: string, private readonly value: Buffer, private valueHash: string | undefined) {}
+
+  /** The value's `snapshotHash`, taken when first read (unless given). */
+  get hash(): string {
+    return this.valueHash ??= snapshotHash(this.value)
+  }
+
+  /**
+   * Before the hash is first read: takes it in one pass with the hash of the bytes before `end` followed by `rest`,
+   * which `decode` then checks an append against (`decodeSnapshot` hashed those bytes a second time).
+   */
+  hashAlong(end: number, rest: Uint8Array): void {
+    if (this.valueHash !== undefined || end > this.value.length) return
+    const both = snapshotHashWithPrefix(this.value, end, rest)
+    this.valueHash = both.hash
+    this.prefix = both.prefix
+  }
 
   decode(known: ReadonlySet<string>, memo?: KeyMemo): ReturnType<typeof decodeSnapshot> {
     return known.size === 0 && memo === undefined
       ? (this.fresh ??= decodeSnapshot(this.sessionId, this.value))
-      : decodeSnapshot(this.sessionId, this.value, known, memo, this.hash)
+      : decodeSnapshot(this.sessionId, this.value, known, memo, this.hash, this.prefix)
   }
 
   /**

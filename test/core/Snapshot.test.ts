@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Either, FastCheck } from "effect"
 import { readdirSync, readFileSync } from "node:fs"
-import { KeyMemo, snapshotHash } from "../../src/core/MessageKey.js"
+import { KeyMemo, snapshotHash, snapshotHashWithPrefix } from "../../src/core/MessageKey.js"
 import { canonicalInteger, decodeSnapshot, type Rejection, type Snapshot } from "../../src/core/Snapshot.js"
 
 const FIXTURES = new URL("../../../shared/fixtures/", import.meta.url)
@@ -718,6 +718,31 @@ describe("Snapshot.decodeSnapshot from bytes (as Redis gives them)", () => {
     assert.strictEqual(Buffer.from(rest).toString(), `], "n": [3]}`)
     assert.strictEqual(rest.buffer.byteLength, rest.byteLength)
     assert.notStrictEqual(rest.buffer, raw.buffer)
+  })
+
+  it("an append is checked against the prefix hash the caller took along, when it is for the memo's place", () => {
+    const raw = Buffer.from(doc([message("a", 0), message("b", 1)]))
+    /** A memo that holds the one-message value, its metadata planted, and the hashes of `raw` taken along. */
+    const setUp = () => {
+      const memo = new KeyMemo()
+      const one = decodeSnapshot("s-1", Buffer.from(doc([message("a", 0)])), new Set(), memo)
+      const known = new Set(Either.isRight(one) ? one.right.messages.map((m) => m.key) : [])
+      const point = memo.appendPoint!
+      memo.appendPoint = { ...point, meta: { ...point.meta, topic: "planted" } }
+      return { memo, known, taken: snapshotHashWithPrefix(raw, point.end, point.rest) }
+    }
+    const topicOf = (r: ReturnType<typeof decodeSnapshot>) => (Either.isRight(r) ? r.right.meta.topic : undefined)
+    // The right hash, taken along: the shortcut.
+    const a = setUp()
+    assert.strictEqual(topicOf(decodeSnapshot("s-1", raw, a.known, a.memo, a.taken.hash, a.taken.prefix)), "planted")
+    // A wrong one for this place is believed (no second hash): decoded in full.
+    const b = setUp()
+    const wrong = { ...b.taken.prefix, digest: "0".repeat(64) }
+    assert.strictEqual(topicOf(decodeSnapshot("s-1", raw, b.known, b.memo, b.taken.hash, wrong)), "café ☕")
+    // One taken for another place (another rest, equal bytes) is not used: hashed here, the shortcut.
+    const c = setUp()
+    const elsewhere = { ...wrong, rest: new Uint8Array(c.taken.prefix.rest) }
+    assert.strictEqual(topicOf(decodeSnapshot("s-1", raw, c.known, c.memo, c.taken.hash, elsewhere)), "planted")
   })
 
   it("bytes that are not UTF-8 are decoded in full, as their text with U+FFFD, and get no place to append", () => {

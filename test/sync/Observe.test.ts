@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Either } from "effect"
 import { type SnapshotObservation, withChanges } from "../../src/core/Decide.js"
-import { KeyMemo, snapshotHash } from "../../src/core/MessageKey.js"
+import { KeyMemo, snapshotHash, snapshotHashWithPrefix } from "../../src/core/MessageKey.js"
 import { PgError } from "../../src/pg/PgError.js"
 import { EXCERPT_LENGTH, observe } from "../../src/sync/Observe.js"
 import { refused } from "../../src/sync/Writer.js"
@@ -35,6 +35,45 @@ describe("Observe.observe", () => {
     const hashed = snapshotOf(observe(read(null, "hash")))
     const decoded = hashed.decode(new Set())
     assert.deepStrictEqual(Either.isLeft(decoded) && decoded.left.reason, "the key holds a Redis hash, not a string")
+  })
+})
+
+describe("Observe: a value's hash taken along with the bytes an append is checked against", () => {
+  const doc = (n: number) => `{"session_id": "s-1", "topic": "t", "messages": [${Array.from({ length: n }, (_, i) => `{"content": "m ${i} é"}`).join(", ")}]}`
+
+  it("snapshotHashWithPrefix: the value's hash, and the hash of its bytes before end followed by rest", () => {
+    const value = Buffer.from(doc(3))
+    const rest = Buffer.from("]}")
+    const end = value.length - 2
+    const both = snapshotHashWithPrefix(value, end, rest)
+    assert.strictEqual(both.hash, snapshotHash(value))
+    assert.strictEqual(both.prefix.digest, snapshotHash(Buffer.concat([value.subarray(0, end), rest])))
+    const other = snapshotHashWithPrefix(value, 10, Buffer.from("xyz"))
+    assert.strictEqual(other.hash, snapshotHash(value))
+    assert.strictEqual(other.prefix.digest, snapshotHash(Buffer.concat([value.subarray(0, 10), Buffer.from("xyz")])))
+  })
+
+  it("an observation made without a hash hashes when asked, in one pass when offered its memo's place first", () => {
+    const memo = new KeyMemo()
+    const first = snapshotOf(observe(read(doc(2))))
+    assert.strictEqual(first.hash, snapshotHash(doc(2)))
+    const one = first.decode(new Set(), memo)
+    const known = new Set(Either.isRight(one) ? one.right.messages.map((m) => m.key) : [])
+    const point = memo.appendPoint!
+    // Planted metadata: a write decoded from its appended bytes keeps it.
+    memo.appendPoint = { ...point, meta: { ...point.meta, topic: "planted" } }
+    const next = snapshotOf(observe(read(doc(3))))
+    assert.isFunction(next.hashAlong)
+    next.hashAlong!(point.end, point.rest)
+    assert.strictEqual(next.hash, snapshotHash(doc(3)))
+    const two = next.decode(known, memo)
+    assert.strictEqual(Either.isRight(two) && two.right.meta.topic, "planted")
+    assert.strictEqual(Either.isRight(two) && two.right.messages.length, 3)
+    // Once the hash is taken, an offer changes nothing.
+    const third = snapshotOf(observe(read(doc(4))))
+    const hash = third.hash
+    third.hashAlong!(0, Buffer.from("x"))
+    assert.strictEqual(third.hash, hash)
   })
 })
 
