@@ -116,6 +116,9 @@ if (mode === "first") {
           rejectedHash: null
         }
         const o = observe(raw)!
+        // As `SessionStore.loadStates` does, where the checkout has it: the memo's place offered before the hash.
+        const point = s.memo.appendPoint
+        if (o._tag === "Snapshot" && o.hashAlong !== undefined && point !== undefined) o.hashAlong(point.end, point.rest)
         if (upto === 0 || o._tag !== "Snapshot") return []
         if (upto === 1) {
           sink += o.decode(state.session!.messageKeys, s.memo)._tag.length
