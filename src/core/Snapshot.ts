@@ -8,8 +8,7 @@
  */
 import { Either } from "effect"
 import { isUtf8 } from "node:buffer"
-import { createHash } from "node:crypto"
-import { appendKeys, holdsAll, type KeyMemo, messageKeys, type PrefixHash, snapshotHash } from "./MessageKey.js"
+import { appendKeys, holdsAll, type KeyMemo, messageKeys, type PrefixHash, prefixHash, snapshotHash } from "./MessageKey.js"
 import { type Instant, normalizeTimestamp } from "./Timestamp.js"
 
 /** JSON object with unknown members, as kept in `extra` columns. */
@@ -458,7 +457,7 @@ const decodeAppended = (
   memo: KeyMemo,
   point: AppendPoint,
   valueHash: string | undefined,
-  prefixHash: PrefixHash | undefined
+  takenAlong: PrefixHash | undefined
 ): Snapshot | undefined => {
   const { end, rest } = point
   const before = memo.keys
@@ -475,9 +474,9 @@ const decodeAppended = (
   if (mayNeedCleaning(body)) return undefined
   // The old bytes, by hash: the ones before `end` here, then the old rest (hashed along with the value when the
   // caller knew this point as it hashed it).
-  const old = prefixHash !== undefined && prefixHash.end === end && prefixHash.rest === rest
-    ? prefixHash.digest
-    : createHash("sha256").update(bytes.subarray(0, end)).update(rest).digest("hex")
+  const old = takenAlong !== undefined && takenAlong.end === end && takenAlong.rest === rest
+    ? takenAlong.digest
+    : prefixHash(bytes, end, rest)
   if (old !== point.valueHash) return undefined
   let added: unknown
   try {
@@ -515,7 +514,8 @@ const decodeAppended = (
  * and this spares it normalising every old timestamp again. `memo`: keys computed before for this session
  * (see `messageKeys`), read and filled; a value that only appends messages to its last snapshot is decoded from the
  * appended bytes alone (see `AppendPoint`). `valueHash`: the value's `snapshotHash`, when the caller has it;
- * `prefixHash`: the hash an append is checked against, when the caller took it along (`snapshotHashWithPrefix`).
+ * `takenAlong`: the hash an append is checked against, when the caller took it with the value's
+ * (`snapshotHashWithPrefix`).
  */
 export const decodeSnapshot = (
   sessionId: string,
@@ -523,14 +523,14 @@ export const decodeSnapshot = (
   known: ReadonlySet<string> = new Set(),
   memo?: KeyMemo,
   valueHash?: string,
-  prefixHash?: PrefixHash
+  takenAlong?: PrefixHash
 ): Either.Either<Snapshot, Rejection> => {
   try {
     // Only a memo needs the exact bytes: to decode from the appended ones, or to place where later ones go.
     const exact = memo === undefined ? undefined : exactBytes(raw)
     const point = memo?.appendPoint
     if (point !== undefined && exact !== undefined) {
-      const appended = decodeAppended(sessionId, exact, known, memo!, point, valueHash, prefixHash)
+      const appended = decodeAppended(sessionId, exact, known, memo!, point, valueHash, takenAlong)
       if (appended !== undefined) return Either.right(appended)
     }
     const text = typeof raw === "string" ? raw : utf8(raw, 0, raw.length)

@@ -284,12 +284,6 @@ export const make = Effect.gen(function*() {
 
   const loadStates = (observations: ReadonlyArray<Observation>, carried: ReadonlyMap<string, KnownKeys>) =>
     Effect.gen(function*() {
-      // A value that appends to its memo's snapshot is hashed in one pass with the bytes its decoding checks.
-      for (const o of observations) {
-        if (o._tag !== "Snapshot" || o.hashAlong === undefined) continue
-        const point = keyMemos.pointOf(o.sessionId)
-        if (point !== undefined) o.hashAlong(point.end, point.rest)
-      }
       const ids = observations.map((o) => o.sessionId)
       const rows = yield* sql<StateRow>`
         SELECT x.id, s.snapshot_hash, s.meta_hash, s.message_count, s.id IS NOT NULL AS exists, s.last_seq::text,
@@ -486,7 +480,17 @@ export const make = Effect.gen(function*() {
             return attempt(exact)
           }))))
       )
-    return healed(true).pipe(
+    // Before the transaction, so that no lock waits on hashing: a value that appends to its memo's snapshot is
+    // hashed in one pass with the bytes its decoding checks (`Observation.hashAlong`).
+    const hashAlong = Effect.sync(() => {
+      for (const o of latest) {
+        if (o._tag !== "Snapshot" || o.hashAlong === undefined) continue
+        const point = keyMemos.pointOf(o.sessionId)
+        if (point !== undefined) o.hashAlong(point.end, point.rest)
+      }
+    })
+    return hashAlong.pipe(
+      Effect.zipRight(healed(true)),
       Effect.catchIf(isDuplicateMessage, (e) =>
         Effect.logWarning(
           `a message of this batch was already in the projection (${e.message}); writing the batch again, ` +
