@@ -6,7 +6,7 @@
  * and a batch is decoded just before its transaction, so decoded sessions exist only for the batches in
  * flight.
  */
-import { Deferred, Effect, Ref, Stream } from "effect"
+import { Deferred, Effect, Option, Ref, Stream } from "effect"
 import type { Source } from "../core/Events.js"
 import type { PgError } from "../pg/PgError.js"
 import { SessionStore } from "../pg/SessionStore.js"
@@ -162,12 +162,19 @@ const screen = (page: ReadonlyArray<RawSession>, progress: Ref.Ref<SyncProgress>
   })
 
 /**
+ * Pages read and screened at once, and pages of the departed-session sweep under way at once. Each page of a
+ * full sync holds up to `scanCount` raw values (about 5 MB at the default 1,000 keys of the app's size).
+ */
+const READ_AHEAD = 3
+
+/**
  * Runs one full sync and returns its totals. `progress` is updated as batches commit, so a caller may show it.
  * Fails only when Redis or PostgreSQL stay unreachable beyond the retry schedule, or on an unexpected error.
  *
  * Once `stop` is done, no new batch starts (a batch is looked at as it would start: the pages already read are not
- * written), the batches in flight finish and are counted, no further page is read, the sweep of departed sessions
- * stops or is skipped, and the totals so far are returned with `stopped`.
+ * written), the batches in flight finish and are counted, no further page read starts (the reads under way, at most
+ * `READ_AHEAD`, end unwritten), the sweep of departed sessions stops or is skipped, and the totals so far are
+ * returned with `stopped`.
  */
 export const fullSync = (
   source: Source,
@@ -183,10 +190,17 @@ export const fullSync = (
     const halted = stop === undefined ? Effect.succeed(false) : Deferred.isDone(stop)
     const unlessHalted = <A>(a: A) => Effect.map(halted, (stopNow) => (stopNow ? ((cut = true), null) : a))
     yield* redis.scan(options.scanCount).pipe(
-      Stream.mapEffect(unlessHalted),
-      Stream.takeWhile((ids): ids is ReadonlyArray<string> => ids !== null),
-      Stream.mapEffect((ids) => redis.read(ids)),
-      Stream.mapEffect((page) => screen(page, progress, firstSync)),
+      // Pages are read and screened READ_AHEAD at a time: one page's values cross the network while another's are
+      // hashed and looked up. One at a time, a sync over unchanged data waited on a round trip most of its time.
+      // A page screened waits in a buffer of one for the writers, so a first sync, bound by its writes, holds no
+      // more pages than before.
+      Stream.flatMap((ids) =>
+        Stream.fromEffect(Effect.flatMap(unlessHalted(ids), (ids) =>
+          ids === null ? Effect.succeed(null) : Effect.flatMap(redis.read(ids), (page) => screen(page, progress, firstSync)))), {
+        concurrency: READ_AHEAD,
+        bufferSize: 1
+      }),
+      Stream.takeWhile((changed): changed is Array<Changed> => changed !== null),
       Stream.mapConcat((changed) => toBatches(changed, options.batchSessions, options.batchBytes)),
       Stream.mapEffect(
         (batch) =>
@@ -234,25 +248,31 @@ const sweepDeparted = (
   Effect.gen(function*() {
     const redis = yield* SessionSource
     const store = yield* SessionStore
-    let after = "0"
-    while (!(yield* halted)) {
-      const page = yield* store.present(after, options.scanCount)
-      if (page.length === 0) return
-      after = page[page.length - 1]!.id
-      const exists = yield* redis.exists(page.map((s) => s.sessionId))
-      const gone = page.filter((_, i) => !exists[i])
-      if (gone.length > 0) {
-        const result = yield* writeBatch(
-          gone.map((s) => ({ _tag: "Gone", sessionId: s.sessionId, kind: "expired" }) as const),
-          source,
-          options
-        )
-        yield* Ref.update(progress, (p) => ({
-          ...p,
-          departed: p.departed + result.gone,
-          events: p.events + result.events,
-          lastSeq: Math.max(p.lastSeq, result.lastSeq)
-        }))
-      }
-    }
+    // The next page of present sessions is fetched while the previous pages' keys are looked up in Redis.
+    yield* Stream.paginateEffect("0", (after: string) =>
+      Effect.map(store.present(after, options.scanCount), (page) =>
+        [page, page.length < options.scanCount ? Option.none() : Option.some(page[page.length - 1]!.id)] as const)
+    ).pipe(
+      Stream.filter((page) => page.length > 0),
+      Stream.mapEffect((page) => Effect.map(halted, (stopNow) => (stopNow ? null : page))),
+      Stream.takeWhile((page): page is ReadonlyArray<{ readonly id: string; readonly sessionId: string }> => page !== null),
+      Stream.flatMap((page) => Stream.fromEffect(
+        Effect.gen(function*() {
+          const exists = yield* redis.exists(page.map((s) => s.sessionId))
+          const gone = page.filter((_, i) => !exists[i])
+          if (gone.length === 0) return
+          const result = yield* writeBatch(
+            gone.map((s) => ({ _tag: "Gone", sessionId: s.sessionId, kind: "expired" }) as const),
+            source,
+            options
+          )
+          yield* Ref.update(progress, (p) => ({
+            ...p,
+            departed: p.departed + result.gone,
+            events: p.events + result.events,
+            lastSeq: Math.max(p.lastSeq, result.lastSeq)
+          }))
+        })), { concurrency: READ_AHEAD, bufferSize: 1 }),
+      Stream.runDrain
+    )
   })
