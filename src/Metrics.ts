@@ -165,6 +165,7 @@ export const instrumentStore = Layer.effect(
       isEmpty: Effect.tapError(store.isEmpty, pgFailure),
       standingHashes: (ids) => Effect.tapError(store.standingHashes(ids), pgFailure),
       present: (after, limit) => Effect.tapError(store.present(after, limit), pgFailure),
+      refreshStatistics: Effect.tapError(store.refreshStatistics, pgFailure),
       apply: (observations, source) =>
         Effect.gen(function*() {
           yield* Metric.update(batchSessions, observations.length)

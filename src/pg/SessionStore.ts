@@ -59,6 +59,11 @@ export class SessionStore extends Context.Tag("redis-pg-sync/pg/SessionStore")<S
    * the last wins. Fails with a `PgError`; the transaction is then rolled back whole.
    */
   readonly apply: (observations: ReadonlyArray<Observation>, source: SourceOf) => Effect.Effect<BatchResult, PgError>
+  /**
+   * Refreshes the planner's statistics of the tables sessions are looked up in (`sessions`, `rejections`): after a
+   * sync that wrote many sessions into tables PostgreSQL has not analysed yet, its lookups were planned blind.
+   */
+  readonly refreshStatistics: Effect.Effect<void, PgError>
   /** A page of sessions the projection believes are still in Redis, by `id` after `afterId`. */
   readonly present: (
     afterId: string,
@@ -514,7 +519,9 @@ export const make = Effect.gen(function*() {
       WHERE id > ${afterId}::bigint AND expired_at IS NULL AND deleted_at IS NULL AND evicted_at IS NULL
       ORDER BY sessions.id LIMIT ${limit}`.pipe(Effect.mapError(classify))
 
-  return SessionStore.of({ isEmpty, standingHashes, apply, present })
+  const refreshStatistics = sql`ANALYZE sessions, rejections`.pipe(Effect.asVoid, Effect.mapError(classify))
+
+  return SessionStore.of({ isEmpty, standingHashes, apply, refreshStatistics, present })
 })
 
 /** The PostgreSQL store; needs a `SqlClient` whose search path is the projection's schema. */

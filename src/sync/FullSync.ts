@@ -168,6 +168,13 @@ const screen = (page: ReadonlyArray<RawSession>, progress: Ref.Ref<SyncProgress>
 const READ_AHEAD = 3
 
 /**
+ * A sync that wrote at least this many sessions refreshes the statistics of the tables sessions are looked up in
+ * (`SessionStore.refreshStatistics`, 0.15 s after 100,000 sessions). Right after a first sync of 100,000 sessions,
+ * before autovacuum came round, the next sync over the same, unchanged data took 3.1-3.4 s; analysed, 1.9-2.1 s.
+ */
+export const STATISTICS_AFTER = 1_000
+
+/**
  * Runs one full sync and returns its totals. `progress` is updated as batches commit, so a caller may show it.
  * Fails only when Redis or PostgreSQL stay unreachable beyond the retry schedule, or on an unexpected error.
  *
@@ -230,7 +237,13 @@ export const fullSync = (
       )
     )
     if (!cut) yield* sweepDeparted(source, options, progress, Effect.map(halted, (stopNow) => (cut ||= stopNow)))
-    return yield* Ref.updateAndGet(progress, (p) => ({ ...p, stopped: cut }))
+    const done = yield* Ref.updateAndGet(progress, (p) => ({ ...p, stopped: cut }))
+    if (!cut && done.changed + done.rejected + done.departed >= STATISTICS_AFTER) {
+      yield* (yield* SessionStore).refreshStatistics.pipe(
+        Effect.catchAll((e) => Effect.logWarning(`could not refresh the projection's statistics (ANALYZE): ${e.message}`))
+      )
+    }
+    return done
   }).pipe(Effect.withSpan("FullSync.run"))
 
 /**

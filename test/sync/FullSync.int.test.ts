@@ -616,6 +616,34 @@ describe("a first full sync, into an empty projection", () => {
   })
 })
 
+describe("a full sync that wrote many sessions", () => {
+  layer(serversLayer(makeTestEnv("statistics")), { timeout: "60 seconds", excludeTestServices: true })((it) => {
+    it.effect("analyses the tables sessions are looked up in; one that wrote none does not", () =>
+      Effect.gen(function*() {
+        const { schema } = yield* TestEnvTag
+        const sql = yield* SqlClient.SqlClient
+        const analysed = sql<{ relname: string; n: string }>`
+          SELECT relname, analyze_count::text AS n FROM pg_stat_user_tables
+          WHERE schemaname = ${schema} AND relname IN ('sessions', 'rejections') ORDER BY relname`
+        for (let i = 0; i < 1_000; i++) yield* put(`stat-${i}`, { topic: "statistics", messages: [msg(`m${i}`, 1, "2025-01-01T00:00:00Z")] })
+        yield* put("stat-bad", "{ not json")
+        assert.deepStrictEqual((yield* analysed).map((r) => r.n), ["0", "0"])
+        const first = yield* syncAll({ batchSessions: 200 })
+        assert.deepStrictEqual([first.changed, first.rejected], [1_000, 1])
+        // The statistics collector reports a backend's counts when its transaction ends, at most once a second.
+        yield* Effect.retry(
+          Effect.flatMap(analysed, (rows) =>
+            rows.every((r) => r.n === "1") ? Effect.void : Effect.fail(`not analysed yet: ${JSON.stringify(rows)}`)),
+          Schedule.spaced("200 millis").pipe(Schedule.intersect(Schedule.recurs(25)))
+        )
+        const second = yield* syncAll({ batchSessions: 200 })
+        assert.deepStrictEqual([second.unchanged, second.changed], [1_001, 0])
+        yield* Effect.sleep("1200 millis")
+        assert.deepStrictEqual((yield* analysed).map((r) => r.n), ["1", "1"])
+      }))
+  })
+})
+
 describe("a sync whose PostgreSQL connections are killed mid-way", () => {
   layer(serversLayer(makeTestEnv("killed")), { timeout: "90 seconds", excludeTestServices: true })((it) => {
     it.effect("leaves ledger and tables consistent, and the next sync completes", () =>
