@@ -3,6 +3,7 @@
  */
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import { defaultTeardown } from "@effect/platform/Runtime"
 import { Effect, Layer } from "effect"
 import { existsSync } from "node:fs"
 import { cli } from "./Cli.js"
@@ -16,5 +17,16 @@ boundHeapGrowth(heapGrowthPercent(), false)
 
 cli(process.argv).pipe(
   Effect.provide(Layer.merge(NodeContext.layer, Logging.layer)),
-  NodeRuntime.runMain({ disableErrorReporting: true, disablePrettyLogger: true })
+  NodeRuntime.runMain({
+    disableErrorReporting: true,
+    disablePrettyLogger: true,
+    // Exits once the command is done, every connection closed: left to drain, the loop waited 1-2 s more on the
+    // interval with which ioredis's reply parser shrinks its buffer after large replies (every 50 ms until small).
+    // Standard output is written synchronously on Linux (files, pipes, terminals), so nothing printed is lost.
+    teardown: (exit, onExit) =>
+      defaultTeardown(exit, (code) => {
+        onExit(code)
+        process.exit(code)
+      })
+  })
 )
