@@ -15,18 +15,24 @@ if (existsSync(".env")) process.loadEnvFile(".env")
 // The daemon's own bound is set when it starts (`start` in Cli.ts); here, only one set by SYNC_HEAP_GROWTH_PERCENT.
 boundHeapGrowth(heapGrowthPercent(), false)
 
+/**
+ * Exits with `code` once what was printed has been written: a pipe takes 64 KiB at once and Node queues the rest,
+ * which `process.exit` would drop (an empty write's callback runs after the writes queued before it). At most 5 s:
+ * a reader that never reads must not keep a stopping daemon alive.
+ */
+const exitOnceWritten = (code: number) => {
+  setTimeout(() => process.exit(code), 5_000).unref()
+  process.stdout.write("", () => process.stderr.write("", () => process.exit(code)))
+}
+
 cli(process.argv).pipe(
   Effect.provide(Layer.merge(NodeContext.layer, Logging.layer)),
   NodeRuntime.runMain({
     disableErrorReporting: true,
     disablePrettyLogger: true,
-    // Exits once the command is done, every connection closed: left to drain, the loop waited 1-2 s more on the
-    // interval with which ioredis's reply parser shrinks its buffer after large replies (every 50 ms until small).
-    // Standard output is written synchronously on Linux (files, pipes, terminals), so nothing printed is lost.
-    teardown: (exit, onExit) =>
-      defaultTeardown(exit, (code) => {
-        onExit(code)
-        process.exit(code)
-      })
+    // Exits once the command is done and every connection closed, rather than when the event loop has drained:
+    // that waited 1-2 s more on the interval with which ioredis's reply parser shrinks its buffer after large
+    // replies (every 50 ms until small).
+    teardown: (exit) => defaultTeardown(exit, exitOnceWritten)
   })
 )

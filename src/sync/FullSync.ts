@@ -168,20 +168,28 @@ const screen = (page: ReadonlyArray<RawSession>, progress: Ref.Ref<SyncProgress>
 const READ_AHEAD = 3
 
 /**
- * A sync that wrote at least this many sessions refreshes the statistics of the tables sessions are looked up in
- * (`SessionStore.refreshStatistics`, 0.15 s after 100,000 sessions). Right after a first sync of 100,000 sessions,
- * before autovacuum came round, the next sync over the same, unchanged data took 3.1-3.4 s; analysed, 1.9-2.1 s.
+ * A sync that wrote at least this many sessions, and was not stopped, refreshes the statistics of the tables
+ * sessions are looked up in (`SessionStore.refreshStatistics`, 0.15 s after 100,000 sessions). Right after a first
+ * sync of 100,000 sessions, before autovacuum came round, the next sync over the same, unchanged data took
+ * 3.1-3.4 s; analysed, 1.9-2.1 s.
  */
 export const STATISTICS_AFTER = 1_000
 
+/** `effect`, unless `halted` says a stop has come first: then `null`, for a `Stream.takeWhile(isSome)` to end on. */
+const unlessHalted = <A, E, R>(halted: Effect.Effect<boolean>, effect: Effect.Effect<A, E, R>) =>
+  Effect.flatMap(halted, (stopNow): Effect.Effect<A | null, E, R> => (stopNow ? Effect.succeed(null) : effect))
+
+const isSome = <A>(a: A | null): a is A => a !== null
+
 /**
  * Runs one full sync and returns its totals. `progress` is updated as batches commit, so a caller may show it.
- * Fails only when Redis or PostgreSQL stay unreachable beyond the retry schedule, or on an unexpected error.
+ * Fails only when Redis or PostgreSQL stay unreachable beyond the retry schedule, or on an unexpected error. A sync
+ * that wrote `STATISTICS_AFTER` sessions or more ends with `ANALYZE` (see there).
  *
  * Once `stop` is done, no new batch starts (a batch is looked at as it would start: the pages already read are not
- * written), the batches in flight finish and are counted, no further page read starts (the reads under way, at most
- * `READ_AHEAD`, end unwritten), the sweep of departed sessions stops or is skipped, and the totals so far are
- * returned with `stopped`.
+ * written), the batches in flight finish and are counted, no further page read starts (the reads under way end
+ * unwritten), no further page of the sweep of departed sessions starts, nothing is analysed, and the totals so far
+ * are returned with `stopped`.
  */
 export const fullSync = (
   source: Source,
@@ -191,28 +199,28 @@ export const fullSync = (
 ): Effect.Effect<SyncProgress, PgError | RedisError, SessionSource | SessionStore> =>
   Effect.gen(function*() {
     const redis = yield* SessionSource
-    const firstSync = yield* (yield* SessionStore).isEmpty
+    const store = yield* SessionStore
+    const firstSync = yield* store.isEmpty
     // Whether a stop has come; `cut` once the stop left something out (a page, a batch, the sweep).
     let cut = false
-    const halted = stop === undefined ? Effect.succeed(false) : Deferred.isDone(stop)
-    const unlessHalted = <A>(a: A) => Effect.map(halted, (stopNow) => (stopNow ? ((cut = true), null) : a))
+    const halted = stop === undefined
+      ? Effect.succeed(false)
+      : Effect.map(Deferred.isDone(stop), (stopNow) => (cut ||= stopNow))
     yield* redis.scan(options.scanCount).pipe(
-      // Pages are read and screened READ_AHEAD at a time: one page's values cross the network while another's are
-      // hashed and looked up. One at a time, a sync over unchanged data waited on a round trip most of its time.
-      // A page screened waits in a buffer of one for the writers, so a first sync, bound by its writes, holds no
-      // more pages than before.
+      // Pages are read and screened READ_AHEAD at a time when the projection holds sessions already: one page's
+      // values cross the network while another's are hashed and looked up. One at a time, a sync over unchanged
+      // data waited on a round trip most of its time. A first sync is bound by its writes, and a page read ahead
+      // would only wait for them in memory (about 5 MB each): it reads one page at a time, as before.
       Stream.flatMap((ids) =>
-        Stream.fromEffect(Effect.flatMap(unlessHalted(ids), (ids) =>
-          ids === null ? Effect.succeed(null) : Effect.flatMap(redis.read(ids), (page) => screen(page, progress, firstSync)))), {
-        concurrency: READ_AHEAD,
+        Stream.fromEffect(unlessHalted(halted, Effect.flatMap(redis.read(ids), (page) => screen(page, progress, firstSync)))), {
+        concurrency: firstSync ? 1 : READ_AHEAD,
         bufferSize: 1
       }),
-      Stream.takeWhile((changed): changed is Array<Changed> => changed !== null),
+      Stream.takeWhile(isSome),
       Stream.mapConcat((changed) => toBatches(changed, options.batchSessions, options.batchBytes)),
       Stream.mapEffect(
         (batch) =>
-          Effect.flatMap(unlessHalted(batch), (batch) => {
-            if (batch === null) return Effect.succeed(null)
+          unlessHalted(halted, Effect.suspend(() => {
             // New sessions are decoded here, before the transaction, so the lock and connection are held only
             // for the SQL; changed ones are decoded under the lock, knowing which messages are held already.
             const observations = batch.flatMap((c) => {
@@ -221,7 +229,7 @@ export const fullSync = (
               return o ?? []
             })
             return writeBatch(observations, source, options)
-          }),
+          })),
         { concurrency: options.writeConcurrency, unordered: true }
       ),
       Stream.runForEach((r) =>
@@ -236,10 +244,12 @@ export const fullSync = (
         }))
       )
     )
-    if (!cut) yield* sweepDeparted(source, options, progress, Effect.map(halted, (stopNow) => (cut ||= stopNow)))
+    if (!cut) yield* sweepDeparted(source, options, progress, halted)
     const done = yield* Ref.updateAndGet(progress, (p) => ({ ...p, stopped: cut }))
     if (!cut && done.changed + done.rejected + done.departed >= STATISTICS_AFTER) {
-      yield* (yield* SessionStore).refreshStatistics.pipe(
+      // A failure here (the connection lost, say) leaves what the sync wrote as it is. A role that does not own the
+      // tables is not refused: PostgreSQL skips them with a warning of its own, and autovacuum analyses them later.
+      yield* store.refreshStatistics.pipe(
         Effect.catchAll((e) => Effect.logWarning(`could not refresh the projection's statistics (ANALYZE): ${e.message}`))
       )
     }
@@ -261,31 +271,32 @@ const sweepDeparted = (
   Effect.gen(function*() {
     const redis = yield* SessionSource
     const store = yield* SessionStore
-    // The next page of present sessions is fetched while the previous pages' keys are looked up in Redis.
+    // The next page of present sessions is fetched while the previous pages' keys are looked up in Redis. Once a
+    // stop has come no page is fetched and no lookup starts, and the stream ends as pages do: the writes under way
+    // finish (ending the stream with `takeWhile` would interrupt them).
     yield* Stream.paginateEffect("0", (after: string) =>
-      Effect.map(store.present(after, options.scanCount), (page) =>
-        [page, page.length < options.scanCount ? Option.none() : Option.some(page[page.length - 1]!.id)] as const)
+      Effect.map(
+        unlessHalted(halted, store.present(after, options.scanCount)),
+        (page) => [page ?? [], page === null || page.length < options.scanCount ? Option.none() : Option.some(page[page.length - 1]!.id)] as const
+      )
     ).pipe(
       Stream.filter((page) => page.length > 0),
-      Stream.mapEffect((page) => Effect.map(halted, (stopNow) => (stopNow ? null : page))),
-      Stream.takeWhile((page): page is ReadonlyArray<{ readonly id: string; readonly sessionId: string }> => page !== null),
-      Stream.flatMap((page) => Stream.fromEffect(
-        Effect.gen(function*() {
-          const exists = yield* redis.exists(page.map((s) => s.sessionId))
-          const gone = page.filter((_, i) => !exists[i])
-          if (gone.length === 0) return
-          const result = yield* writeBatch(
-            gone.map((s) => ({ _tag: "Gone", sessionId: s.sessionId, kind: "expired" }) as const),
-            source,
-            options
-          )
-          yield* Ref.update(progress, (p) => ({
-            ...p,
-            departed: p.departed + result.gone,
-            events: p.events + result.events,
-            lastSeq: Math.max(p.lastSeq, result.lastSeq)
-          }))
-        })), { concurrency: READ_AHEAD, bufferSize: 1 }),
+      Stream.flatMap((page) => Stream.fromEffect(unlessHalted(halted, Effect.gen(function*() {
+        const exists = yield* redis.exists(page.map((s) => s.sessionId))
+        const gone = page.filter((_, i) => !exists[i])
+        if (gone.length === 0) return
+        const result = yield* writeBatch(
+          gone.map((s) => ({ _tag: "Gone", sessionId: s.sessionId, kind: "expired" }) as const),
+          source,
+          options
+        )
+        yield* Ref.update(progress, (p) => ({
+          ...p,
+          departed: p.departed + result.gone,
+          events: p.events + result.events,
+          lastSeq: Math.max(p.lastSeq, result.lastSeq)
+        }))
+      }))), { concurrency: READ_AHEAD, bufferSize: 1 }),
       Stream.runDrain
     )
   })

@@ -105,4 +105,45 @@ describe("operator commands, as processes", () => {
       await db.end()
     }
   }, 90_000)
+
+  it("print all they have to a pipe that is read late: a report larger than the pipe's buffer arrives whole", async () => {
+    const suffix = randomBytes(4).toString("hex")
+    const prefix = `test:pipe:${suffix}:`
+    const schema = `t_pipe_${suffix}`
+    const admin = new Redis(inject("redisUrl"))
+    const db = new pg.Client({ connectionString: inject("databaseUrl") })
+    await db.connect()
+    try {
+      // 1,000 sessions with long ids, none synced: `compare` lists each twice (Redis's ids, missing in PostgreSQL).
+      const pipeline = admin.pipeline()
+      for (let i = 0; i < 1000; i++) pipeline.set(`${prefix}${"long-session-id-".repeat(64)}${i}`, JSON.stringify({ topic: "t", messages: [] }))
+      await pipeline.exec()
+      const child = spawn(process.execPath, [bin, "compare", "--json", "--limit", "1000"], {
+        env: { ...process.env, REDIS_URL: inject("redisUrl"), DATABASE_URL: inject("databaseUrl"), PG_SCHEMA: schema, SYNC_KEY_PREFIX: prefix },
+        stdio: ["ignore", "pipe", "pipe"]
+      })
+      // Nothing is read from the pipe for a while: the command has printed and would exit meanwhile.
+      child.stdout.pause()
+      const chunks: Array<Buffer> = []
+      child.stdout.on("data", (d: Buffer) => chunks.push(d))
+      let err = ""
+      child.stderr.on("data", (d) => (err += d))
+      const exited = new Promise<number | null>((resolve) => child.on("close", resolve))
+      await new Promise((resolve) => setTimeout(resolve, 1500))
+      child.stdout.resume()
+      const code = await exited
+      const out = Buffer.concat(chunks).toString("utf8")
+      assert.strictEqual(code, 0, err)
+      assert.isAbove(out.length, 1_000_000)
+      const report = JSON.parse(out)
+      assert.strictEqual(report.missing_in_postgresql.count, 1000)
+      assert.strictEqual(report.missing_in_postgresql.session_ids.length, 1000)
+    } finally {
+      const keys = await admin.keys(`${prefix}*`)
+      if (keys.length > 0) await admin.del(...keys)
+      admin.disconnect()
+      await db.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`)
+      await db.end()
+    }
+  }, 90_000)
 })

@@ -630,7 +630,7 @@ describe("a full sync that wrote many sessions", () => {
         assert.deepStrictEqual((yield* analysed).map((r) => r.n), ["0", "0"])
         const first = yield* syncAll({ batchSessions: 200 })
         assert.deepStrictEqual([first.changed, first.rejected], [1_000, 1])
-        // The statistics collector reports a backend's counts when its transaction ends, at most once a second.
+        // Polled: the count is read from the cumulative statistics, which a backend may report a little later.
         yield* Effect.retry(
           Effect.flatMap(analysed, (rows) =>
             rows.every((r) => r.n === "1") ? Effect.void : Effect.fail(`not analysed yet: ${JSON.stringify(rows)}`)),
