@@ -27,6 +27,27 @@ const run = (args: ReadonlyArray<string>, env: Record<string, string>, until?: s
     child.on("exit", (code) => resolve({ code, out }))
   })
 
+/**
+ * A key prefix and a schema of a test's own (`name` and a random suffix), with admin clients of both servers;
+ * `cleanUp` deletes the prefix's keys, drops the schema and closes the clients.
+ */
+const scratch = async (name: string) => {
+  const suffix = randomBytes(4).toString("hex")
+  const prefix = `test:${name}:${suffix}:`
+  const schema = `t_${name}_${suffix}`
+  const admin = new Redis(inject("redisUrl"))
+  const db = new pg.Client({ connectionString: inject("databaseUrl") })
+  await db.connect()
+  const cleanUp = async () => {
+    const keys = await admin.keys(`${prefix}*`)
+    if (keys.length > 0) await admin.del(...keys)
+    admin.disconnect()
+    await db.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`)
+    await db.end()
+  }
+  return { suffix, prefix, schema, admin, db, cleanUp }
+}
+
 describe("operator commands, as processes", () => {
   it("never print a password: not in check's lines, errors, or the daemon's log while it waits", async () => {
     const suffix = randomBytes(4).toString("hex")
@@ -67,13 +88,8 @@ describe("operator commands, as processes", () => {
   }, 90_000)
 
   it("a full sync reads Redis by SCAN: a Redis user that may not run KEYS syncs every session", async () => {
-    const suffix = randomBytes(4).toString("hex")
+    const { suffix, prefix, schema, admin, db, cleanUp } = await scratch("nokeys")
     const user = `nokeys-${suffix}`
-    const prefix = `test:nokeys:${suffix}:`
-    const schema = `t_nokeys_${suffix}`
-    const admin = new Redis(inject("redisUrl"))
-    const db = new pg.Client({ connectionString: inject("databaseUrl") })
-    await db.connect()
     try {
       await admin.acl("SETUSER", user, "on", ">pw", "~*", "&*", "+@all", "-keys")
       const pipeline = admin.pipeline()
@@ -97,22 +113,13 @@ describe("operator commands, as processes", () => {
       probe.disconnect()
       assert.match(refused, /NOPERM/)
     } finally {
-      const keys = await admin.keys(`${prefix}*`)
-      if (keys.length > 0) await admin.del(...keys)
       await admin.acl("DELUSER", user).catch(() => 0)
-      admin.disconnect()
-      await db.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`)
-      await db.end()
+      await cleanUp()
     }
   }, 90_000)
 
   it("print all they have to a pipe that is read late: a report larger than the pipe's buffer arrives whole", async () => {
-    const suffix = randomBytes(4).toString("hex")
-    const prefix = `test:pipe:${suffix}:`
-    const schema = `t_pipe_${suffix}`
-    const admin = new Redis(inject("redisUrl"))
-    const db = new pg.Client({ connectionString: inject("databaseUrl") })
-    await db.connect()
+    const { prefix, schema, admin, cleanUp } = await scratch("pipe")
     try {
       // 1,000 sessions with long ids, none synced: `compare` lists each twice (Redis's ids, missing in PostgreSQL).
       const pipeline = admin.pipeline()
@@ -139,11 +146,7 @@ describe("operator commands, as processes", () => {
       assert.strictEqual(report.missing_in_postgresql.count, 1000)
       assert.strictEqual(report.missing_in_postgresql.session_ids.length, 1000)
     } finally {
-      const keys = await admin.keys(`${prefix}*`)
-      if (keys.length > 0) await admin.del(...keys)
-      admin.disconnect()
-      await db.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`)
-      await db.end()
+      await cleanUp()
     }
   }, 90_000)
 })

@@ -7,6 +7,7 @@ import { NodeHttpServer } from "@effect/platform-node"
 import { Duration, Effect, Layer, Option, Redacted, Schedule } from "effect"
 import * as Server from "../../src/http/Server.js"
 import * as Metrics from "../../src/Metrics.js"
+import { SessionStore } from "../../src/pg/SessionStore.js"
 import * as Daemon from "../../src/sync/Daemon.js"
 import { defaultFullSyncOptions } from "../../src/sync/FullSync.js"
 import { testDaemonOptions } from "../support/DaemonOptions.js"
@@ -18,14 +19,27 @@ export const fullSyncOptions = { ...defaultFullSyncOptions(testWriteOptions.retr
 export const daemonOptions = (env: TestEnv, name: string): Daemon.DaemonOptions =>
   testDaemonOptions(env, name, { keyspaceNotifications: false, fullSync: fullSyncOptions })
 
-/** Servers + instrumented services + daemon + the API on `NodeHttpServer.layerTest` (which also gives an `HttpClient`). */
-export const apiLayer = (env: TestEnv, token?: string) =>
+/** The instrumented store as it is. */
+const sameStore = Layer.effect(SessionStore, SessionStore)
+
+/**
+ * Servers + instrumented services + daemon + the API on `NodeHttpServer.layerTest` (which also gives an `HttpClient`).
+ * `store`, given the instrumented `SessionStore`, provides the one the daemon and the API use (and whatever else the
+ * test wants of it).
+ */
+export const apiLayer = <ROut = never>(
+  env: TestEnv,
+  token?: string,
+  // Without a `store`, `ROut` is `never`, and the store as it is has that type.
+  store: Layer.Layer<SessionStore | ROut, never, SessionStore> = sameStore as Layer.Layer<SessionStore | ROut, never, SessionStore>
+) =>
   Server.layerApi({
     fullSync: fullSyncOptions,
     keyPrefix: env.prefix,
     token: token === undefined ? Option.none() : Option.some(Redacted.make(token))
   }).pipe(
     Layer.provideMerge(Daemon.layer(daemonOptions(env, env.schema))),
+    Layer.provideMerge(store),
     Layer.provide(Metrics.instrument),
     Layer.provideMerge(serversLayer(env)),
     Layer.provideMerge(NodeHttpServer.layerTest)

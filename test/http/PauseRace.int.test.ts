@@ -1,15 +1,11 @@
 import { SqlClient } from "@effect/sql"
-import { NodeHttpServer } from "@effect/platform-node"
 import { assert, describe, layer } from "@effect/vitest"
-import { Context, Deferred, Effect, Fiber, Layer, Option, Ref } from "effect"
-import * as Server from "../../src/http/Server.js"
-import * as Metrics from "../../src/Metrics.js"
+import { Context, Deferred, Effect, Fiber, Layer, Ref } from "effect"
 import { SessionStore } from "../../src/pg/SessionStore.js"
 import * as RedisClient from "../../src/redis/RedisClient.js"
-import * as Daemon from "../../src/sync/Daemon.js"
 import { assertConsistent } from "../support/Data.js"
-import { makeTestEnv, serversLayer, type TestEnv, TestEnvTag } from "../support/Servers.js"
-import { call, daemonOptions, eventually, fullSyncOptions } from "./Harness.js"
+import { makeTestEnv, TestEnvTag } from "../support/Servers.js"
+import { apiLayer, call, eventually } from "./Harness.js"
 
 const SESSIONS = 1000
 
@@ -38,16 +34,6 @@ const gated = Layer.effectContext(Effect.gen(function*() {
   )
 }))
 
-/** As `Harness.apiLayer`, with the manual sync's writes behind a `Gate`. */
-const gatedApiLayer = (env: TestEnv) =>
-  Server.layerApi({ fullSync: fullSyncOptions, keyPrefix: env.prefix, token: Option.none() }).pipe(
-    Layer.provideMerge(Daemon.layer(daemonOptions(env, env.schema))),
-    Layer.provideMerge(gated),
-    Layer.provide(Metrics.instrument),
-    Layer.provideMerge(serversLayer(env)),
-    Layer.provideMerge(NodeHttpServer.layerTest)
-  )
-
 const doc = (id: string) => ({
   topic: id,
   group_id: 1,
@@ -55,7 +41,7 @@ const doc = (id: string) => ({
 })
 
 describe("HTTP API: a manual sync asked for while a paused one is still finishing", () => {
-  layer(gatedApiLayer(makeTestEnv("http-pause-race")), { timeout: "60 seconds", excludeTestServices: true })((it) => {
+  layer(apiLayer(makeTestEnv("http-pause-race"), undefined, gated), { timeout: "60 seconds", excludeTestServices: true })((it) => {
     it.effect("does not join the stopped run (whose callers get 409) but waits for it to end and syncs the rest", () =>
       Effect.gen(function*() {
         const { prefix } = yield* TestEnvTag
